@@ -1,0 +1,91 @@
+/* State and helpers shared by the writer's translation units. */
+#ifndef OCIEXT4_INTERNAL_H
+#define OCIEXT4_INTERNAL_H
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include "writer.h"
+
+#define OE_BLOCK_SIZE 4096u
+#define OE_LOG_BLOCK 2u            /* 1024 << 2 */
+#define OE_BLOCKS_PER_GROUP 32768u
+#define OE_INODE_SIZE 256u
+#define OE_DESC_SIZE 64u
+#define OE_FIRST_INO 11u
+#define OE_MAX_EXTENT_LEN 32768u   /* initialized extents */
+#define OE_BUF_BLOCKS 2048u        /* 8 MiB of sequential output */
+
+typedef struct {
+    uint32_t lblk;
+    uint32_t len;
+    uint64_t pblk;
+} oe_extent;
+
+typedef struct {
+    uint64_t ext_first;
+    uint64_t ext_count;
+    uint64_t size;
+    uint64_t blocks;
+    int discarded;
+    int open;
+} oe_file;
+
+typedef struct {
+    uint64_t pblk;
+    uint64_t len;
+} oe_run;
+
+struct oe_writer {
+    int fd;
+    char err[512];
+    uint64_t max_blocks;
+    uint32_t gdt_reserve;     /* GDT blocks kept free in every backup group */
+    uint64_t next;            /* next physical block to hand out */
+
+    oe_extent *ext;
+    uint64_t n_ext, cap_ext;
+    oe_file *files;
+    uint64_t n_files, cap_files;
+    int64_t cur;              /* open file, -1 when none */
+    uint64_t cur_pos;         /* logical byte position in the open file */
+
+    uint8_t *buf;             /* covers [buf_pblk, buf_pblk + buf_blocks) */
+    uint64_t buf_pblk;
+    uint64_t buf_blocks;
+
+    oe_run *runs;             /* metadata allocations, for the bitmaps */
+    uint64_t n_runs, cap_runs;
+    int meta_mode;            /* allocations go to runs, not to a file */
+};
+
+int oe_fail(oe_writer *w, const char *fmt, ...);
+int oe_grow(oe_writer *w, void **arr, uint64_t *cap, uint64_t need, size_t elem);
+int oe_is_backup_group(uint64_t g);
+uint64_t oe_reserved_end(const oe_writer *w, uint64_t group);
+int oe_place(const oe_writer *w, uint64_t from, uint64_t want, int contiguous,
+             uint64_t *pblk, uint64_t *got);
+int oe_reserve_blocks(oe_writer *w, uint64_t want, int contiguous, uint64_t *pblk, uint64_t *got);
+int oe_alloc_run(oe_writer *w, uint64_t want, int contiguous, uint64_t *pblk, uint64_t *got);
+int oe_emit_block(oe_writer *w, uint64_t *pblk, uint8_t **block);
+int oe_flush(oe_writer *w);
+int oe_pwrite_all(oe_writer *w, const void *buf, uint64_t len, uint64_t off);
+int oe_extents_append(oe_extent **arr, uint64_t *n, uint64_t *cap, oe_writer *w,
+                      uint32_t lblk, uint64_t pblk, uint64_t len);
+
+static inline void put16(uint8_t *p, uint32_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+static inline void put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
+}
+static inline void put64(uint8_t *p, uint64_t v) { put32(p, (uint32_t)v); put32(p + 4, (uint32_t)(v >> 32)); }
+static inline void putbe32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
+}
+static inline uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+
+#endif

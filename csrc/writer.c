@@ -1,0 +1,487 @@
+/* Opening, the block allocator and the streamed file data. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include "internal.h"
+
+int oe_fail(oe_writer *w, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(w->err, sizeof w->err, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+const char *oe_error(const oe_writer *w) { return w->err; }
+
+int oe_grow(oe_writer *w, void **arr, uint64_t *cap, uint64_t need, size_t elem)
+{
+    uint64_t ncap;
+    void *p;
+
+    if (need <= *cap)
+        return 0;
+    ncap = *cap ? *cap : 64;
+    while (ncap < need) {
+        if (ncap > (UINT64_MAX / 2) / elem)
+            return oe_fail(w, "out of memory");
+        ncap *= 2;
+    }
+    p = realloc(*arr, (size_t)(ncap * elem));
+    if (!p)
+        return oe_fail(w, "out of memory (%llu bytes)", (unsigned long long)(ncap * elem));
+    *arr = p;
+    *cap = ncap;
+    return 0;
+}
+
+/* sparse_super: groups 0, 1 and powers of 3, 5 and 7 hold backups. */
+int oe_is_backup_group(uint64_t g)
+{
+    static const uint64_t bases[3] = {3, 5, 7};
+    int i;
+
+    if (g <= 1)
+        return 1;
+    for (i = 0; i < 3; i++) {
+        uint64_t p = bases[i];
+        while (p < g)
+            p *= bases[i];
+        if (p == g)
+            return 1;
+    }
+    return 0;
+}
+
+/* First block after the superblock and descriptor room of a backup group. */
+uint64_t oe_reserved_end(const oe_writer *w, uint64_t group)
+{
+    return group * OE_BLOCKS_PER_GROUP + 1 + w->gdt_reserve;
+}
+
+oe_writer *oe_open(int fd, const oe_open_params *params, char *err, uint32_t errlen)
+{
+    oe_writer *w;
+    uint64_t groups;
+
+    if (params->max_blocks < 64 || params->max_blocks > (1ull << 32) * OE_BLOCKS_PER_GROUP / 64) {
+        if (err && errlen)
+            snprintf(err, errlen, "maximum image size out of range");
+        return NULL;
+    }
+    w = calloc(1, sizeof *w);
+    if (!w) {
+        if (err && errlen)
+            snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    w->fd = fd;
+    w->max_blocks = params->max_blocks;
+    groups = (params->max_blocks + OE_BLOCKS_PER_GROUP - 1) / OE_BLOCKS_PER_GROUP;
+    w->gdt_reserve = (uint32_t)((groups * OE_DESC_SIZE + OE_BLOCK_SIZE - 1) / OE_BLOCK_SIZE);
+    w->next = oe_reserved_end(w, 0);
+    w->cur = -1;
+    w->buf = malloc((size_t)OE_BUF_BLOCKS * OE_BLOCK_SIZE);
+    if (!w->buf) {
+        free(w);
+        if (err && errlen)
+            snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    w->buf_pblk = w->next;
+    return w;
+}
+
+void oe_close(oe_writer *w)
+{
+    if (!w)
+        return;
+    free(w->buf);
+    free(w->ext);
+    free(w->files);
+    free(w->runs);
+    free(w);
+}
+
+int oe_pwrite_all(oe_writer *w, const void *buf, uint64_t len, uint64_t off)
+{
+    const uint8_t *p = buf;
+
+    while (len) {
+        ssize_t n = pwrite(w->fd, p, len > (1u << 30) ? (1u << 30) : (size_t)len, (off_t)off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return oe_fail(w, "writing the image: %s", strerror(errno));
+        }
+        if (n == 0)
+            return oe_fail(w, "writing the image: short write");
+        p += n;
+        off += (uint64_t)n;
+        len -= (uint64_t)n;
+    }
+    return 0;
+}
+
+int oe_flush(oe_writer *w)
+{
+    if (w->buf_blocks) {
+        if (oe_pwrite_all(w, w->buf, w->buf_blocks * OE_BLOCK_SIZE, w->buf_pblk * OE_BLOCK_SIZE))
+            return -1;
+    }
+    w->buf_pblk += w->buf_blocks;
+    w->buf_blocks = 0;
+    return 0;
+}
+
+static uint64_t next_reserved_start(uint64_t from)
+{
+    uint64_t g = from / OE_BLOCKS_PER_GROUP + 1;
+    while (!oe_is_backup_group(g))
+        g++;
+    return g * OE_BLOCKS_PER_GROUP;
+}
+
+/* Where `want` blocks (at most) would go from `from`, stepping over the
+ * backup superblock areas.  With `contiguous`, all of them or a jump past the
+ * next backup area. */
+int oe_place(const oe_writer *w, uint64_t from, uint64_t want, int contiguous,
+             uint64_t *pblk, uint64_t *got)
+{
+    uint64_t p = from, g, limit;
+
+    for (;;) {
+        g = p / OE_BLOCKS_PER_GROUP;
+        if (oe_is_backup_group(g) && p < oe_reserved_end(w, g))
+            p = oe_reserved_end(w, g);
+        limit = next_reserved_start(p);
+        if (!contiguous || limit - p >= want)
+            break;
+        if (want > OE_BLOCKS_PER_GROUP - 1 - w->gdt_reserve)
+            return -1;
+        p = limit;
+    }
+    *pblk = p;
+    *got = limit - p < want ? limit - p : want;
+    return 0;
+}
+
+/* Takes blocks at the cursor without buffering them (they stay holes unless
+ * written); metadata allocations are remembered for the bitmaps. */
+int oe_reserve_blocks(oe_writer *w, uint64_t want, int contiguous, uint64_t *pblk, uint64_t *got)
+{
+    uint64_t p, n;
+
+    if (oe_place(w, w->next, want, contiguous, &p, &n))
+        return oe_fail(w, "cannot place %llu contiguous blocks", (unsigned long long)want);
+    if (p + n > w->max_blocks)
+        return oe_fail(w, "image would exceed its maximum size of %llu blocks (raise --size)",
+                       (unsigned long long)w->max_blocks);
+    w->next = p + n;
+    if (w->meta_mode) {
+        if (w->n_runs && w->runs[w->n_runs - 1].pblk + w->runs[w->n_runs - 1].len == p) {
+            w->runs[w->n_runs - 1].len += n;
+        } else {
+            if (oe_grow(w, (void **)&w->runs, &w->cap_runs, w->n_runs + 1, sizeof *w->runs))
+                return -1;
+            w->runs[w->n_runs].pblk = p;
+            w->runs[w->n_runs].len = n;
+            w->n_runs++;
+        }
+    }
+    *pblk = p;
+    *got = n;
+    return 0;
+}
+
+/* Like oe_reserve_blocks, but the blocks land in the output buffer, which is
+ * flushed first when they would not fit or would not follow on. */
+int oe_alloc_run(oe_writer *w, uint64_t want, int contiguous, uint64_t *pblk, uint64_t *got)
+{
+    uint64_t p, n;
+
+    if (want > OE_BUF_BLOCKS)
+        want = OE_BUF_BLOCKS;
+    if (oe_place(w, w->next, want, contiguous, &p, &n))
+        return oe_fail(w, "cannot place %llu contiguous blocks", (unsigned long long)want);
+    if (w->buf_pblk + w->buf_blocks != p || w->buf_blocks + n > OE_BUF_BLOCKS) {
+        if (oe_flush(w))
+            return -1;
+        w->buf_pblk = p;
+    }
+    if (oe_reserve_blocks(w, want, contiguous, pblk, got))
+        return -1;
+    w->buf_blocks += *got;
+    return 0;
+}
+
+static uint8_t *buf_at(oe_writer *w, uint64_t pblk)
+{
+    return w->buf + (pblk - w->buf_pblk) * OE_BLOCK_SIZE;
+}
+
+int oe_emit_block(oe_writer *w, uint64_t *pblk, uint8_t **block)
+{
+    uint64_t got;
+    if (oe_alloc_run(w, 1, 1, pblk, &got))
+        return -1;
+    *block = buf_at(w, *pblk);
+    memset(*block, 0, OE_BLOCK_SIZE);
+    return 0;
+}
+
+int oe_extents_append(oe_extent **arr, uint64_t *n, uint64_t *cap, oe_writer *w,
+                      uint32_t lblk, uint64_t pblk, uint64_t len)
+{
+    while (len) {
+        oe_extent *last = *n ? &(*arr)[*n - 1] : NULL;
+        uint64_t take;
+        if (last && last->lblk + last->len == lblk && last->pblk + last->len == pblk &&
+            last->len < OE_MAX_EXTENT_LEN) {
+            take = OE_MAX_EXTENT_LEN - last->len;
+            if (take > len)
+                take = len;
+            last->len += (uint32_t)take;
+        } else {
+            if (oe_grow(w, (void **)arr, cap, *n + 1, sizeof **arr))
+                return -1;
+            take = len > OE_MAX_EXTENT_LEN ? OE_MAX_EXTENT_LEN : len;
+            (*arr)[*n].lblk = lblk;
+            (*arr)[*n].pblk = pblk;
+            (*arr)[*n].len = (uint32_t)take;
+            (*n)++;
+        }
+        lblk += (uint32_t)take;
+        pblk += take;
+        len -= take;
+    }
+    return 0;
+}
+
+int oe_file_begin(oe_writer *w, int64_t *handle)
+{
+    oe_file *f;
+
+    if (w->cur >= 0)
+        return oe_fail(w, "a file is already open");
+    if (oe_grow(w, (void **)&w->files, &w->cap_files, w->n_files + 1, sizeof *w->files))
+        return -1;
+    f = &w->files[w->n_files];
+    memset(f, 0, sizeof *f);
+    f->ext_first = w->n_ext;
+    f->open = 1;
+    w->cur = (int64_t)w->n_files;
+    w->cur_pos = 0;
+    *handle = w->cur;
+    w->n_files++;
+    return 0;
+}
+
+/* Where byte `pos` of the open file sits in the output buffer, if its block
+ * is already allocated; *room says how many bytes follow it there. */
+static uint8_t *tail_block(oe_writer *w, oe_file *f, uint64_t pos, uint64_t *room)
+{
+    oe_extent *e;
+    uint64_t lblk = pos / OE_BLOCK_SIZE, pblk, end;
+
+    if (!f->ext_count)
+        return NULL;
+    e = &w->ext[f->ext_first + f->ext_count - 1];
+    if (lblk < e->lblk || lblk >= (uint64_t)e->lblk + e->len)
+        return NULL;
+    pblk = e->pblk + (lblk - e->lblk);
+    end = e->pblk + e->len;
+    if (pblk < w->buf_pblk || end > w->buf_pblk + w->buf_blocks)
+        return NULL;
+    if (room)
+        *room = (end - pblk) * OE_BLOCK_SIZE - pos % OE_BLOCK_SIZE;
+    return buf_at(w, pblk);
+}
+
+/* Moves the open file to `offset`, leaving a hole; zeroes what lies between
+ * inside an already allocated block. */
+static int seek_to(oe_writer *w, oe_file *f, uint64_t offset)
+{
+    uint64_t room = 0;
+    uint8_t *b;
+
+    if (offset < w->cur_pos)
+        return oe_fail(w, "file data out of order");
+    if (offset == w->cur_pos)
+        return 0;
+    /* Allocated bytes that the jump passes over must read as zeros. */
+    b = tail_block(w, f, w->cur_pos, &room);
+    if (b) {
+        uint64_t gap = offset - w->cur_pos;
+        memset(b + w->cur_pos % OE_BLOCK_SIZE, 0, (size_t)(gap < room ? gap : room));
+    }
+    w->cur_pos = offset;
+    return 0;
+}
+
+/* Gives a pointer to where the next `*len` (at most) bytes of the open file
+ * go, allocating blocks as needed. */
+static int reserve(oe_writer *w, oe_file *f, uint8_t **dst, uint64_t *len)
+{
+    uint64_t pos = w->cur_pos, in = pos % OE_BLOCK_SIZE, lblk = pos / OE_BLOCK_SIZE;
+    uint64_t pblk, got, want, room = 0;
+    uint8_t *b = tail_block(w, f, pos, &room);
+
+    if (b) {
+        if (*len > room)
+            *len = room;
+        *dst = b + in;
+        return 0;
+    }
+    if (lblk >= (1ull << 32))
+        return oe_fail(w, "file larger than 16 TiB");
+    want = (in + *len + OE_BLOCK_SIZE - 1) / OE_BLOCK_SIZE;
+    if (oe_alloc_run(w, want, 0, &pblk, &got))
+        return -1;
+    if (oe_extents_append(&w->ext, &w->n_ext, &w->cap_ext, w, (uint32_t)lblk, pblk, got))
+        return -1;
+    f = &w->files[w->cur];
+    f->ext_count = w->n_ext - f->ext_first;
+    f->blocks += got;
+    b = buf_at(w, pblk);
+    if (in)
+        memset(b, 0, in);
+    if (*len > got * OE_BLOCK_SIZE - in)
+        *len = got * OE_BLOCK_SIZE - in;
+    *dst = b + in;
+    return 0;
+}
+
+static oe_file *open_file(oe_writer *w)
+{
+    if (w->cur < 0) {
+        oe_fail(w, "no file is open");
+        return NULL;
+    }
+    return &w->files[w->cur];
+}
+
+int oe_file_write(oe_writer *w, uint64_t offset, const void *buf, uint64_t len)
+{
+    const uint8_t *src = buf;
+    oe_file *f = open_file(w);
+
+    if (!f || seek_to(w, f, offset))
+        return -1;
+    while (len) {
+        uint8_t *dst;
+        uint64_t n = len;
+        if (reserve(w, f, &dst, &n))
+            return -1;
+        f = &w->files[w->cur];
+        memcpy(dst, src, (size_t)n);
+        src += n;
+        len -= n;
+        w->cur_pos += n;
+    }
+    return 0;
+}
+
+static int copy_range(oe_writer *w, int fd, uint64_t off, uint64_t len)
+{
+    oe_file *f = &w->files[w->cur];
+
+    if (seek_to(w, f, off))
+        return -1;
+    while (len) {
+        uint8_t *dst;
+        uint64_t n = len;
+        ssize_t r;
+        if (reserve(w, f, &dst, &n))
+            return -1;
+        f = &w->files[w->cur];
+        r = pread(fd, dst, (size_t)n, (off_t)w->cur_pos);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return oe_fail(w, "reading source file: %s", strerror(errno));
+        }
+        if (r == 0)
+            return oe_fail(w, "source file shrank while being read");
+        len -= (uint64_t)r;
+        w->cur_pos += (uint64_t)r;
+    }
+    return 0;
+}
+
+int oe_file_copy_fd(oe_writer *w, int fd, uint64_t size)
+{
+    oe_file *f = open_file(w);
+    uint64_t pos = 0;
+
+    if (!f)
+        return -1;
+    if (w->cur_pos)
+        return oe_fail(w, "copy_fd needs a fresh file");
+    while (pos < size) {
+        off_t data = lseek(fd, (off_t)pos, SEEK_DATA), hole;
+        if (data < 0) {
+            if (errno == ENXIO)
+                break; /* only a hole remains */
+            if (errno == EINVAL || errno == EOPNOTSUPP) {
+                data = (off_t)pos; /* no hole support: copy all */
+                hole = (off_t)size;
+            } else {
+                return oe_fail(w, "reading source file: %s", strerror(errno));
+            }
+        } else {
+            hole = lseek(fd, data, SEEK_HOLE);
+            if (hole < 0)
+                hole = (off_t)size;
+        }
+        if ((uint64_t)data >= size)
+            break;
+        if ((uint64_t)hole > size)
+            hole = (off_t)size;
+        if (copy_range(w, fd, (uint64_t)data, (uint64_t)(hole - data)))
+            return -1;
+        pos = (uint64_t)hole;
+    }
+    w->files[w->cur].size = size;
+    return 0;
+}
+
+int oe_file_end(oe_writer *w)
+{
+    oe_file *f = open_file(w);
+    uint64_t in;
+    uint8_t *b;
+
+    if (!f)
+        return -1;
+    in = w->cur_pos % OE_BLOCK_SIZE;
+    b = in ? tail_block(w, f, w->cur_pos, NULL) : NULL;
+    if (b)
+        memset(b + in, 0, OE_BLOCK_SIZE - in);
+    if (f->size < w->cur_pos)
+        f->size = w->cur_pos;
+    f->open = 0;
+    w->cur = -1;
+    return 0;
+}
+
+int oe_file_discard(oe_writer *w, int64_t handle)
+{
+    if (handle < 0 || (uint64_t)handle >= w->n_files)
+        return oe_fail(w, "bad file handle %lld", (long long)handle);
+    if (w->files[handle].open)
+        return oe_fail(w, "cannot discard an open file");
+    w->files[handle].discarded = 1;
+    return 0;
+}
+
+uint64_t oe_data_blocks(const oe_writer *w)
+{
+    return w->next;
+}

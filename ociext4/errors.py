@@ -1,0 +1,17 @@
+"""The typed exceptions of the library; the CLI turns them into one-line errors."""
+
+
+class Ociext4Error(Exception):
+    """Base of every error the library raises on purpose."""
+
+
+class SourceError(Ociext4Error):
+    """The input (directory, archive, image) is unreadable or malformed."""
+
+
+class UnsafePathError(SourceError):
+    """An entry would land outside the image root."""
+
+
+class ImageError(Ociext4Error):
+    """The ext4 image could not be laid out or written."""

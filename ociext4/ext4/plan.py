@@ -1,0 +1,74 @@
+"""Sizing policy: how much room, how many inodes, how big a journal.
+
+Pure functions of the content's size, so the same content always gets the
+same image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BLOCK_SIZE = 4096
+INODE_RATIO = 16384            # bytes of free space per spare inode, as mke2fs
+MIN_FREE_BYTES = 64 << 20
+FREE_FRACTION = 0.10
+DEFAULT_MAX_BYTES = 1 << 40    # group-descriptor room kept for growth up to 1 TiB
+# ext4's time range: 32 signed bits plus two epoch bits of seconds.
+MIN_TIME_NS = -(1 << 31) * 10**9
+MAX_TIME_NS = ((1 << 34) - (1 << 31)) * 10**9 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Sizing:
+    blocks: int          # 0: size from content
+    free_blocks: int
+    min_inodes: int
+    journal_blocks: int
+
+
+def blocks_for(nbytes: int) -> int:
+    return -(-nbytes // BLOCK_SIZE)
+
+
+def journal_blocks_for(fs_blocks: int) -> int:
+    """mke2fs's default journal size for a file system of this many blocks."""
+    if fs_blocks < 32768:
+        return 1024
+    if fs_blocks < 256 * 1024:
+        return 4096
+    if fs_blocks < 512 * 1024:
+        return 8192
+    if fs_blocks < 4096 * 1024:
+        return 16384
+    if fs_blocks < 8192 * 1024:
+        return 32768
+    if fs_blocks < 16384 * 1024:
+        return 65536
+    if fs_blocks < 32768 * 1024:
+        return 131072
+    return 262144
+
+
+def plan(*, used_blocks: int, entries: int, size: int | None, free: int | None,
+         journal: bool) -> Sizing:
+    """used_blocks: blocks the data and directories need (an estimate is fine:
+    the writer finds the exact layout); entries: inodes the tree uses."""
+    if size is not None:
+        total = size // BLOCK_SIZE
+        free_blocks = max(total - used_blocks, 0)
+    else:
+        free_bytes = free if free is not None else max(
+            MIN_FREE_BYTES, int(used_blocks * BLOCK_SIZE * FREE_FRACTION))
+        free_blocks = blocks_for(free_bytes)
+        total = used_blocks + free_blocks
+    spare_inodes = free_blocks * BLOCK_SIZE // INODE_RATIO
+    return Sizing(
+        blocks=size // BLOCK_SIZE if size is not None else 0,
+        free_blocks=free_blocks if size is None else 0,
+        min_inodes=entries + 10 + spare_inodes,
+        journal_blocks=journal_blocks_for(total) if journal else 0,
+    )
+
+
+def clamp_time_ns(ns: int) -> int:
+    return min(max(ns, MIN_TIME_NS), MAX_TIME_NS)

@@ -1,0 +1,282 @@
+"""Drives the C writer: streams file data in, then commits a finished tree.
+
+The image is written under a temporary name beside the output and renamed
+into place only when complete, so a failure never leaves a half image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import tempfile
+import uuid as uuidlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Self
+
+from ..errors import ImageError
+from ..tree import S_IFDIR, S_IFLNK, S_IFREG, Inode, new_dir
+from . import plan as planning
+from . import xattrs as xattr_codec
+from ._writer import ffi, lib
+
+CHUNK = 1 << 20
+_INODE = struct.Struct("<4I4q4IQq2IQ2IQ4I")
+_DIRENT = struct.Struct("<QII")
+assert _INODE.size == ffi.sizeof("oe_inode") and _DIRENT.size == ffi.sizeof("oe_dirent")
+LOST_FOUND = b"lost+found"
+
+
+@dataclass(frozen=True, slots=True)
+class Ext4Options:
+    size: int | None = None          # bytes; None sizes the image from its content
+    free: int | None = None          # headroom in bytes when sizing from content
+    journal: bool = True
+    uuid: uuidlib.UUID | None = None  # None: derived from the content
+    hash_seed: uuidlib.UUID | None = None
+    label: str = ""
+    timestamp: int = 0               # superblock times (seconds since the epoch)
+    max_size: int = planning.DEFAULT_MAX_BYTES
+    fsync: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInfo:
+    path: Path
+    size: int
+    blocks: int
+    free_blocks: int
+    inodes: int
+    free_inodes: int
+    groups: int
+    uuid: uuidlib.UUID
+
+
+class Ext4Writer:
+    """Write file data with `add_*`, then `commit(root)`; or `abort()`."""
+
+    def __init__(self, path: str | os.PathLike[str], options: Ext4Options | None = None) -> None:
+        self.path = Path(path)
+        self.options = options or Ext4Options()
+        if self.options.size is not None and self.options.size < 1 << 20:
+            raise ImageError(f"{self.path}: size {self.options.size} is below 1 MiB")
+        max_bytes = max(self.options.max_size, self.options.size or 0)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial",
+                                   dir=self.path.parent if str(self.path.parent) else ".")
+        self._fd: int | None = fd
+        self._tmp = Path(tmp)
+        err = ffi.new("char[]", 256)
+        params = ffi.new("oe_open_params *", {"max_blocks": max_bytes // planning.BLOCK_SIZE})
+        w = lib.oe_open(fd, params, err, 256)
+        if w == ffi.NULL:
+            self.abort()
+            raise ImageError(f"{self.path}: {ffi.string(err).decode()}")
+        self._w = ffi.gc(w, lib.oe_close)
+        self.files = 0
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            self.abort()
+
+    def _check(self, rc: int) -> None:
+        if rc != 0:
+            raise ImageError(f"{self.path}: {ffi.string(lib.oe_error(self._w)).decode()}")
+
+    def _begin(self) -> int:
+        handle = ffi.new("int64_t *")
+        self._check(lib.oe_file_begin(self._w, handle))
+        self.files += 1
+        return int(handle[0])
+
+    def add_bytes(self, data: bytes) -> int:
+        h = self._begin()
+        if data:
+            self._check(lib.oe_file_write(self._w, 0, ffi.from_buffer(data), len(data)))
+        self._check(lib.oe_file_end(self._w))
+        return h
+
+    def add_stream(self, stream: BinaryIO, size: int) -> int:
+        """Copies `size` bytes from a stream (a tar member, say)."""
+        h = self._begin()
+        off = 0
+        while off < size:
+            chunk = stream.read(min(CHUNK, size - off))
+            if not chunk:
+                raise ImageError(f"{self.path}: source ended {size - off} bytes early")
+            self._check(lib.oe_file_write(self._w, off, ffi.from_buffer(chunk), len(chunk)))
+            off += len(chunk)
+        self._check(lib.oe_file_end(self._w))
+        return h
+
+    def add_chunks(self, chunks: list[tuple[int, bytes]]) -> int:
+        """A sparse file: (offset, bytes) pieces in order; gaps are holes."""
+        h = self._begin()
+        for off, data in chunks:
+            self._check(lib.oe_file_write(self._w, off, ffi.from_buffer(data), len(data)))
+        self._check(lib.oe_file_end(self._w))
+        return h
+
+    def add_fd(self, fd: int, size: int) -> int:
+        """Copies a file's first `size` bytes, keeping its holes."""
+        h = self._begin()
+        self._check(lib.oe_file_copy_fd(self._w, fd, size))
+        self._check(lib.oe_file_end(self._w))
+        return h
+
+    def discard(self, handle: int) -> None:
+        self._check(lib.oe_file_discard(self._w, handle))
+
+    def abort(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._tmp.unlink(missing_ok=True)
+
+    def commit(self, root: Inode) -> ImageInfo:
+        """Lays out and writes everything else, then renames into place."""
+        if self._fd is None:
+            raise ImageError(f"{self.path}: writer already closed")
+        try:
+            info = self._commit(root)
+        except BaseException:
+            self.abort()
+            raise
+        return info
+
+    def _commit(self, root: Inode) -> ImageInfo:
+        opts = self.options
+        records, inodes, dirents, blob, n_dirs = _flatten(root, opts.timestamp)
+        digest = hashlib.sha256(inodes)
+        digest.update(dirents)
+        digest.update(blob)
+        fs_uuid = opts.uuid or uuidlib.UUID(bytes=digest.digest()[:16], version=5)
+        seed = opts.hash_seed or uuidlib.UUID(bytes=digest.digest()[16:], version=5)
+        used = lib.oe_data_blocks(self._w) + n_dirs + len(records) // 16 + 1
+        sizing = planning.plan(used_blocks=used, entries=len(records),
+                               size=opts.size, free=opts.free, journal=opts.journal)
+        label = opts.label.encode()
+        if len(label) > 16:
+            raise ImageError(f"{self.path}: label {opts.label!r} is longer than 16 bytes")
+        params = ffi.new("oe_commit_params *", {
+            "blocks": sizing.blocks,
+            "free_blocks": sizing.free_blocks,
+            "min_inodes": sizing.min_inodes,
+            "journal_blocks": sizing.journal_blocks,
+            "log_groups_per_flex": 4,
+            "timestamp": opts.timestamp,
+            "uuid": list(fs_uuid.bytes),
+            "hash_seed": list(seed.bytes),
+            "label": list(label.ljust(16, b"\0")),
+        })
+        result = ffi.new("oe_commit_result *")
+        self._check(lib.oe_commit(
+            self._w, params,
+            ffi.from_buffer("oe_inode[]", inodes), len(records),
+            ffi.from_buffer("oe_dirent[]", dirents), len(dirents) // _DIRENT.size,
+            ffi.from_buffer(blob), len(blob), result))
+        assert self._fd is not None
+        if opts.fsync:
+            os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = None
+        os.chmod(self._tmp, 0o644)
+        os.replace(self._tmp, self.path)
+        return ImageInfo(self.path, result.blocks * planning.BLOCK_SIZE, result.blocks,
+                         result.free_blocks, result.inodes, result.free_inodes, result.groups,
+                         fs_uuid)
+
+
+def _times(node: Inode) -> tuple[int, int, int, int, int, int, int, int]:
+    m = planning.clamp_time_ns(node.mtime_ns)
+    a = planning.clamp_time_ns(node.atime_ns) if node.atime_ns is not None else m
+    c = planning.clamp_time_ns(node.ctime_ns) if node.ctime_ns is not None else m
+    # Python's floor division keeps the nanoseconds positive before 1970.
+    return (a // 10**9, c // 10**9, m // 10**9, m // 10**9,
+            a % 10**9, c % 10**9, m % 10**9, m % 10**9)
+
+
+def _flatten(root: Inode, timestamp: int) -> tuple[list[Inode], bytearray, bytearray, bytearray, int]:
+    """Numbers the inodes (a directory's entries get consecutive numbers) and
+    packs them for the C writer."""
+    if root.children is None:
+        raise ImageError("the root must be a directory")
+    if LOST_FOUND not in root.children:
+        lf = new_dir(0o700, mtime_ns=timestamp * 10**9)
+        root.children[LOST_FOUND] = lf
+        lf.names = 1
+    index: dict[int, int] = {id(root): 0}
+    records: list[Inode] = [root]
+    parents: list[int] = [0]
+    lost_found = root.children[LOST_FOUND]
+    if lost_found.is_dir:
+        index[id(lost_found)] = 1
+        records.append(lost_found)
+        parents.append(0)
+    pending = [root]
+    while pending:
+        d = pending.pop()
+        assert d.children is not None
+        di = index[id(d)]
+        subdirs = []
+        for name in sorted(d.children):
+            child = d.children[name]
+            if id(child) not in index:
+                index[id(child)] = len(records)
+                records.append(child)
+                parents.append(di)
+            if child.is_dir:
+                if parents[index[id(child)]] != di:
+                    raise ImageError(f"directory {name!r} has two parents")
+                subdirs.append(child)
+        pending.extend(reversed(subdirs))
+
+    inodes = bytearray(_INODE.size * len(records))
+    dirents = bytearray()
+    blob = bytearray()
+    nlinks = [0] * len(records)
+    for node in records:
+        if node.children is not None:
+            for child in node.children.values():
+                nlinks[index[id(child)]] += 1
+    n_dirs = 0
+    for i, node in enumerate(records):
+        dirent_first = len(dirents) // _DIRENT.size
+        count = 0
+        extra_off = extra_len = xattr_off = xattr_len = 0
+        file = -1
+        nlink = nlinks[i] or 1
+        if node.kind == S_IFDIR:
+            assert node.children is not None
+            n_dirs += 1
+            subdirs = 0
+            for name in sorted(node.children):
+                child = node.children[name]
+                if len(name) > 255:
+                    raise ImageError(f"name {name[:40]!r}... is longer than 255 bytes")
+                dirents += _DIRENT.pack(len(blob), index[id(child)], len(name))
+                blob += name
+                subdirs += child.is_dir
+                count += 1
+            nlink = 2 + subdirs
+        elif node.kind == S_IFLNK:
+            extra_off, extra_len = len(blob), len(node.target)
+            blob += node.target
+        elif node.kind == S_IFREG and node.data is not None:
+            file = node.data
+        if node.xattrs:
+            packed = xattr_codec.pack(node.xattrs)
+            blob += b"\0" * (-len(blob) % 4)
+            xattr_off, xattr_len = len(blob), len(packed)
+            blob += packed
+        _INODE.pack_into(
+            inodes, i * _INODE.size,
+            node.kind | (node.mode & 0o7777), node.uid, node.gid, nlink,
+            *_times(node),
+            node.size if node.kind == S_IFREG else 0, file, node.rdev[0], node.rdev[1],
+            extra_off, extra_len, xattr_len, xattr_off,
+            dirent_first, count, parents[i], 4 if i == 1 and node is lost_found else 0)
+    return records, inodes, dirents, blob, n_dirs

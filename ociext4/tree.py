@@ -1,0 +1,214 @@
+"""The in-memory file tree that sources fill and the ext4 writer consumes.
+
+Names live in directories' `children`; everything else about a file lives in
+its `Inode`, so a hard link is one `Inode` reachable under several names.
+"""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from .errors import UnsafePathError
+
+S_IFREG = stat.S_IFREG
+S_IFDIR = stat.S_IFDIR
+S_IFLNK = stat.S_IFLNK
+S_IFCHR = stat.S_IFCHR
+S_IFBLK = stat.S_IFBLK
+S_IFIFO = stat.S_IFIFO
+S_IFSOCK = stat.S_IFSOCK
+
+MAX_SYMLINK_HOPS = 40
+
+
+@dataclass(slots=True, eq=False)
+class Inode:
+    kind: int                      # one of the S_IF* constants
+    mode: int = 0o644              # permission bits, including setuid/setgid/sticky
+    uid: int = 0
+    gid: int = 0
+    mtime_ns: int = 0
+    atime_ns: int | None = None    # None: same as mtime
+    ctime_ns: int | None = None    # None: same as mtime
+    size: int = 0                  # regular files
+    data: int | None = None        # the writer's handle for the file's bytes
+    target: bytes = b""            # symlinks
+    rdev: tuple[int, int] = (0, 0)
+    xattrs: dict[str, bytes] = field(default_factory=dict)
+    children: dict[bytes, Inode] | None = None
+    names: int = 0                 # how many directory entries point here
+
+    @property
+    def is_dir(self) -> bool:
+        return self.kind == S_IFDIR
+
+
+def new_dir(mode: int = 0o755, **attrs: int) -> Inode:
+    return Inode(S_IFDIR, mode=mode, children={}, **attrs)
+
+
+def split_path(path: bytes) -> list[bytes]:
+    """Splits an archive path into components, refusing ones that climb out."""
+    parts: list[bytes] = []
+    for part in path.split(b"/"):
+        if part in (b"", b"."):
+            continue
+        if part == b"..":
+            raise UnsafePathError(f"path {path.decode(errors='replace')!r} climbs out of the root")
+        if b"\0" in part:
+            raise UnsafePathError(f"path {path.decode(errors='replace')!r} contains NUL")
+        parts.append(part)
+    return parts
+
+
+class Tree:
+    """A rooted tree with the mutations archives need: put, link, remove.
+
+    `on_release` is called with every regular-file inode whose last name goes,
+    so its data can be freed.
+    """
+
+    def __init__(self, root: Inode | None = None,
+                 on_release: Callable[[Inode], None] | None = None) -> None:
+        self.root = root if root is not None else new_dir()
+        self.root.names = 1
+        self._on_release = on_release
+
+    def _follow(self, node: Inode, stack: list[Inode], hops: list[int]) -> Inode | None:
+        # Symlinks resolve inside the image: absolute targets start at its
+        # root and `..` stops there, so nothing points at the host.
+        while node.kind == S_IFLNK:
+            hops[0] += 1
+            if hops[0] > MAX_SYMLINK_HOPS:
+                return None
+            target = node.target
+            cur = [self.root] if target.startswith(b"/") else list(stack)
+            found = self._walk(cur, target.split(b"/"), hops)
+            if found is None:
+                return None
+            node, stack[:] = found[-1], found[:-1]
+        return node
+
+    def _walk(self, stack: list[Inode], parts: list[bytes], hops: list[int]) -> list[Inode] | None:
+        stack = list(stack)
+        for part in parts:
+            if part in (b"", b"."):
+                continue
+            if part == b"..":
+                if len(stack) > 1:
+                    stack.pop()
+                continue
+            cur = stack[-1]
+            if cur.children is None:
+                return None
+            child = cur.children.get(part)
+            if child is None:
+                return None
+            prefix = list(stack)
+            child = self._follow(child, prefix, hops)
+            if child is None:
+                return None
+            stack = prefix + [child]
+        return stack
+
+    def parent_dir(self, parts: list[bytes], create: Callable[[], Inode] | None = None) -> Inode:
+        """The directory that holds the last component, resolving symlinked
+        parents inside the tree and creating missing ones with `create`."""
+        stack = [self.root]
+        hops = [0]
+        for part in parts[:-1]:
+            cur = stack[-1]
+            assert cur.children is not None
+            child = cur.children.get(part)
+            if child is None:
+                if create is None:
+                    raise UnsafePathError(f"parent {part.decode(errors='replace')!r} does not exist")
+                child = create()
+                self._attach(cur, part, child)
+            prefix = list(stack)
+            resolved = self._follow(child, prefix, hops)
+            if resolved is None or not resolved.is_dir:
+                if create is None:
+                    raise UnsafePathError(
+                        f"parent {part.decode(errors='replace')!r} is not a directory")
+                # A parent that is not a directory is replaced, as tar -x does.
+                resolved = create()
+                self._attach(cur, part, resolved)
+                prefix = list(stack)
+            stack = prefix + [resolved]
+        return stack[-1]
+
+    def lookup(self, parts: list[bytes]) -> Inode | None:
+        if not parts:
+            return self.root
+        try:
+            parent = self.parent_dir(parts)
+        except UnsafePathError:
+            return None
+        assert parent.children is not None
+        return parent.children.get(parts[-1])
+
+    def _attach(self, parent: Inode, name: bytes, node: Inode) -> None:
+        assert parent.children is not None
+        old = parent.children.get(name)
+        if old is not None and old is not node:
+            self._release(old)
+        parent.children[name] = node
+        node.names += 1
+
+    def _release(self, node: Inode) -> None:
+        node.names -= 1
+        if node.names > 0:
+            return
+        if node.children is not None:
+            for child in node.children.values():
+                self._release(child)
+            node.children.clear()
+        elif node.kind == S_IFREG and self._on_release is not None:
+            self._on_release(node)
+
+    def put(self, parts: list[bytes], node: Inode, create: Callable[[], Inode]) -> Inode:
+        """Puts `node` at the path.  A directory put over a directory only
+        changes its attributes (its children stay); anything else replaces
+        what was there.  Returns the node that ends up in the tree."""
+        if not parts:
+            if not node.is_dir:
+                raise UnsafePathError("the root can only be a directory")
+            _copy_attrs(node, self.root)
+            return self.root
+        parent = self.parent_dir(parts, create)
+        assert parent.children is not None
+        old = parent.children.get(parts[-1])
+        if old is not None and old.is_dir and node.is_dir:
+            _copy_attrs(node, old)
+            return old
+        self._attach(parent, parts[-1], node)
+        return node
+
+    def remove(self, parts: list[bytes]) -> None:
+        if not parts:
+            raise UnsafePathError("cannot remove the root")
+        parent = self.parent_dir(parts)
+        assert parent.children is not None
+        old = parent.children.pop(parts[-1], None)
+        if old is not None:
+            self._release(old)
+
+
+def _copy_attrs(src: Inode, dst: Inode) -> None:
+    dst.mode, dst.uid, dst.gid = src.mode, src.uid, src.gid
+    dst.mtime_ns, dst.atime_ns, dst.ctime_ns = src.mtime_ns, src.atime_ns, src.ctime_ns
+    dst.xattrs = src.xattrs
+
+
+def walk(root: Inode) -> Iterator[tuple[bytes, Inode]]:
+    """Every (path, inode) below root, parents before children, names sorted."""
+    stack: list[tuple[bytes, Inode]] = [(b"", root)]
+    while stack:
+        path, node = stack.pop()
+        yield path, node
+        if node.children:
+            for name in sorted(node.children, reverse=True):
+                stack.append((path + b"/" + name if path else name, node.children[name]))
