@@ -124,7 +124,8 @@ class Tree:
             child = cur.children.get(part)
             if child is None:
                 if create is None:
-                    raise UnsafePathError(f"parent {part.decode(errors='replace')!r} does not exist")
+                    name = part.decode(errors="replace")
+                    raise UnsafePathError(f"parent {name!r} does not exist")
                 child = create()
                 self._attach(cur, part, child)
             prefix = list(stack)

@@ -1,5 +1,6 @@
 """Builds ociext4.ext4._writer from csrc/ (cffi API mode, out of line)."""
 
+import os
 from pathlib import Path
 
 from cffi import FFI
@@ -19,8 +20,9 @@ ffibuilder.cdef(_cdef())
 ffibuilder.set_source(
     "ociext4.ext4._writer",
     '#include "writer.h"',
-    sources=[str(CSRC / name) for name in SOURCES],
-    include_dirs=[str(CSRC)],
+    # setuptools refuses absolute source paths.
+    sources=[os.path.relpath(CSRC / name) for name in SOURCES],
+    include_dirs=[os.path.relpath(CSRC)],
     extra_compile_args=["-std=c99", "-O2", "-Wall", "-Wextra"],
 )
 

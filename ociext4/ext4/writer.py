@@ -199,7 +199,10 @@ def _times(node: Inode) -> tuple[int, int, int, int, int, int, int, int]:
             a % 10**9, c % 10**9, m % 10**9, m % 10**9)
 
 
-def _flatten(root: Inode, timestamp: int) -> tuple[list[Inode], bytearray, bytearray, bytearray, int]:
+Packed = tuple[list[Inode], bytearray, bytearray, bytearray, int]
+
+
+def _flatten(root: Inode, timestamp: int) -> Packed:
     """Numbers the inodes (a directory's entries get consecutive numbers) and
     packs them for the C writer."""
     if root.children is None:

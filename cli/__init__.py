@@ -1,0 +1,1 @@
+"""The ociext4 command line (installed as the ociext4_cli package)."""

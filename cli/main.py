@@ -1,0 +1,67 @@
+"""Entry point: parses arguments, runs a command, turns errors into one line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+
+from ociext4 import __version__
+from ociext4.errors import Ociext4Error
+
+from .mkfs import add_mkfs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ociext4", description="Turn directories, tarballs and OCI images into ext4 images.")
+    parser.add_argument("--version", action="version", version=f"ociext4 {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_mkfs(sub)
+    return parser
+
+
+def add_image_options(p: argparse.ArgumentParser) -> None:
+    """Options every command that writes an image shares."""
+    from .units import parse_size
+
+    p.add_argument("--size", type=parse_size, metavar="SIZE",
+                   help="image size (e.g. 2G); default: sized from the content")
+    p.add_argument("--free", type=parse_size, metavar="SIZE",
+                   help="free space to leave when sizing from content "
+                        "(default: 10%% of the content, at least 64M)")
+    p.add_argument("--no-journal", action="store_true", help="leave out the journal")
+    p.add_argument("--uuid", type=uuid.UUID, help="file-system UUID (default: from the content)")
+    p.add_argument("--label", default="", help="volume label (at most 16 bytes)")
+    p.add_argument("--no-fsync", action="store_true", help="do not fsync the image before renaming")
+
+
+def timestamp_from_env() -> int:
+    # Reproducible-builds convention for "when was this made".
+    value = os.environ.get("SOURCE_DATE_EPOCH", "")
+    return int(value) if value.isdigit() else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    try:
+        return int(args.run(args, started) or 0)
+    except Ociext4Error as e:
+        print(f"ociext4: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"ociext4: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("ociext4: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
