@@ -5,7 +5,6 @@
 #include "crc32c_table.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <cpuid.h>
 __attribute__((target("sse4.2")))
 static uint32_t crc32c_hw(uint32_t crc, const unsigned char *p, size_t len)
 {
@@ -26,13 +25,6 @@ static uint32_t crc32c_hw(uint32_t crc, const unsigned char *p, size_t len)
     return (uint32_t)c;
 }
 
-static int have_sse42(void)
-{
-    unsigned a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d))
-        return 0;
-    return (c >> 20) & 1;
-}
 #endif
 
 static uint32_t crc32c_sw(uint32_t crc, const unsigned char *p, size_t len)
@@ -57,9 +49,9 @@ static uint32_t crc32c_sw(uint32_t crc, const unsigned char *p, size_t len)
 uint32_t oe_crc32c(uint32_t crc, const void *buf, size_t len)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
-    /* cpuid is cheap next to checksumming a 4 KiB block, and asking each
-     * time keeps the library free of mutable globals. */
-    if (len >= 64 && have_sse42())
+    /* A memory read of what libgcc found at start-up: no cpuid, which
+     * traps to the hypervisor in a VM. */
+    if (len >= 64 && __builtin_cpu_supports("sse4.2"))
         return crc32c_hw(crc, buf, len);
 #endif
     return crc32c_sw(crc, buf, len);

@@ -37,6 +37,7 @@ typedef struct {
 
 struct oe_writer {
     int fd;
+    uint64_t out_dev;         /* st_dev of the image, for in-kernel copies */
     char err[512];
     uint64_t max_blocks;
     uint32_t gdt_reserve;     /* GDT blocks kept free in every backup group */

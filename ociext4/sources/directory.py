@@ -68,29 +68,38 @@ def read_directory(root: str | os.PathLike[str], writer: Ext4Writer) -> Inode:
             dpath, dnode = stack.pop()
             children = dnode.children
             assert children is not None
+            # Name order, not readdir order, so that a copy of the tree gives
+            # the same image.
             with os.scandir(dpath) as it:
-                for entry in it:
-                    path = entry.path
-                    st = entry.stat(follow_symlinks=False)
-                    key = (st.st_dev, st.st_ino)
-                    if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode) and key in links:
-                        node = links[key]
-                    else:
-                        node = _node(path, st)
-                        node.xattrs = _xattrs(path)
-                        if node.kind == S_IFREG:
-                            node.size = st.st_size
-                            if st.st_size:
-                                node.data = _copy(writer, path, st.st_size)
-                        elif node.kind == S_IFLNK:
-                            node.target = os.readlink(os.fsencode(path))
-                        elif node.is_dir:
-                            node.children = {}
-                            stack.append((path, node))
-                        if st.st_nlink > 1 and not node.is_dir:
-                            links[key] = node
-                    children[os.fsencode(entry.name)] = node
-                    node.names += 1
+                entries = sorted(it, key=lambda e: e.name)
+            for entry in entries:
+                node = _entry(entry, writer, links)
+                if node.is_dir and node.children is None:
+                    node.children = {}
+                    stack.append((entry.path, node))
+                children[os.fsencode(entry.name)] = node
+                node.names += 1
     except OSError as e:
         raise SourceError(f"{e.filename or top}: {e.strerror}") from None
     return tree_root
+
+
+def _entry(entry: os.DirEntry[str], writer: Ext4Writer,
+           links: dict[tuple[int, int], Inode]) -> Inode:
+    st = entry.stat(follow_symlinks=False)
+    linked = st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode)
+    key = (st.st_dev, st.st_ino)
+    if linked and key in links:
+        return links[key]
+    path = entry.path
+    node = _node(path, st)
+    node.xattrs = _xattrs(path)
+    if node.kind == S_IFREG:
+        node.size = st.st_size
+        if st.st_size:
+            node.data = _copy(writer, path, st.st_size)
+    elif node.kind == S_IFLNK:
+        node.target = os.readlink(os.fsencode(path))
+    if linked:
+        links[key] = node
+    return node
