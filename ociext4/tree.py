@@ -76,22 +76,13 @@ class Tree:
         self.root.names = 1
         self._on_release = on_release
 
-    def _follow(self, node: Inode, stack: list[Inode], hops: list[int]) -> Inode | None:
-        # Symlinks resolve inside the image: absolute targets start at its
-        # root and `..` stops there, so nothing points at the host.
-        while node.kind == S_IFLNK:
-            hops[0] += 1
-            if hops[0] > MAX_SYMLINK_HOPS:
-                return None
-            target = node.target
-            cur = [self.root] if target.startswith(b"/") else list(stack)
-            found = self._walk(cur, target.split(b"/"), hops)
-            if found is None:
-                return None
-            node, stack[:] = found[-1], found[:-1]
-        return node
-
-    def _walk(self, stack: list[Inode], parts: list[bytes], hops: list[int]) -> list[Inode] | None:
+    def _resolve(self, stack: list[Inode], parts: list[bytes], hops: list[int],
+                 create: Callable[[], Inode] | None) -> list[Inode] | None:
+        """The chain of directories from the root to `parts`, following
+        symlinks inside the image: absolute targets start at its root and
+        `..` stops there, so nothing can point at the host.  With `create`,
+        missing directories are made (also along a symlink's target) and
+        non-directories in the way are replaced, as tar -x does."""
         stack = list(stack)
         for part in parts:
             if part in (b"", b"."):
@@ -101,45 +92,39 @@ class Tree:
                     stack.pop()
                 continue
             cur = stack[-1]
-            if cur.children is None:
-                return None
-            child = cur.children.get(part)
-            if child is None:
-                return None
-            prefix = list(stack)
-            child = self._follow(child, prefix, hops)
-            if child is None:
-                return None
-            stack = prefix + [child]
-        return stack
-
-    def parent_dir(self, parts: list[bytes], create: Callable[[], Inode] | None = None) -> Inode:
-        """The directory that holds the last component, resolving symlinked
-        parents inside the tree and creating missing ones with `create`."""
-        stack = [self.root]
-        hops = [0]
-        for part in parts[:-1]:
-            cur = stack[-1]
             assert cur.children is not None
             child = cur.children.get(part)
             if child is None:
                 if create is None:
-                    name = part.decode(errors="replace")
-                    raise UnsafePathError(f"parent {name!r} does not exist")
+                    return None
                 child = create()
                 self._attach(cur, part, child)
-            prefix = list(stack)
-            resolved = self._follow(child, prefix, hops)
-            if resolved is None or not resolved.is_dir:
-                if create is None:
+            if child.kind == S_IFLNK:
+                hops[0] += 1
+                if hops[0] > MAX_SYMLINK_HOPS:
                     raise UnsafePathError(
-                        f"parent {part.decode(errors='replace')!r} is not a directory")
-                # A parent that is not a directory is replaced, as tar -x does.
-                resolved = create()
-                self._attach(cur, part, resolved)
-                prefix = list(stack)
-            stack = prefix + [resolved]
-        return stack[-1]
+                        f"too many levels of symlinks at {part.decode(errors='replace')!r}")
+                base = [self.root] if child.target.startswith(b"/") else stack
+                found = self._resolve(base, child.target.split(b"/"), hops, create)
+                if found is None:
+                    return None
+                stack = found
+                continue
+            if not child.is_dir:
+                if create is None:
+                    return None
+                child = create()
+                self._attach(cur, part, child)
+            stack.append(child)
+        return stack
+
+    def parent_dir(self, parts: list[bytes], create: Callable[[], Inode] | None = None) -> Inode:
+        """The directory that holds the last component of `parts`."""
+        found = self._resolve([self.root], parts[:-1], [0], create)
+        if found is None:
+            raise UnsafePathError(
+                f"parent of {b'/'.join(parts).decode(errors='replace')!r} does not exist")
+        return found[-1]
 
     def lookup(self, parts: list[bytes]) -> Inode | None:
         if not parts:
@@ -154,10 +139,14 @@ class Tree:
     def _attach(self, parent: Inode, name: bytes, node: Inode) -> None:
         assert parent.children is not None
         old = parent.children.get(name)
-        if old is not None and old is not node:
-            self._release(old)
-        parent.children[name] = node
+        if old is node:
+            return
+        # Count the new name first: the old subtree may hold `node` itself
+        # (a hard link replacing the directory its target lives in).
         node.names += 1
+        parent.children[name] = node
+        if old is not None:
+            self._release(old)
 
     def _release(self, node: Inode) -> None:
         node.names -= 1

@@ -1,0 +1,151 @@
+"""The in-memory tree: paths, replacement rules, hard links, symlinked parents."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ociext4.errors import UnsafePathError
+from ociext4.tree import S_IFLNK, S_IFREG, Inode, Tree, new_dir, split_path, walk
+
+
+def file(data: int | None = None) -> Inode:
+    return Inode(S_IFREG, data=data)
+
+
+def test_split_path_drops_dots_slashes_and_leading_root():
+    assert split_path(b"/./a//b/./c/") == [b"a", b"b", b"c"]
+
+
+@pytest.mark.parametrize("path", [b"../x", b"a/../../x", b"a/.."])
+def test_split_path_refuses_parent_components(path):
+    with pytest.raises(UnsafePathError):
+        split_path(path)
+
+
+def test_put_creates_missing_parents():
+    t = Tree()
+    t.put([b"a", b"b", b"c"], file(), new_dir)
+    assert t.lookup([b"a", b"b"]).is_dir
+    assert t.lookup([b"a", b"b", b"c"]).kind == S_IFREG
+
+
+def test_directory_over_directory_keeps_children_and_takes_attributes():
+    t = Tree()
+    t.put([b"d", b"x"], file(), new_dir)
+    t.put([b"d"], new_dir(0o700, uid=5), new_dir)
+    d = t.lookup([b"d"])
+    assert d.mode == 0o700 and d.uid == 5 and b"x" in d.children
+
+
+def test_file_over_directory_drops_the_subtree_and_releases_its_data():
+    released: list[int] = []
+    t = Tree(on_release=lambda n: released.append(n.data))
+    t.put([b"d", b"x"], file(1), new_dir)
+    t.put([b"d", b"y", b"z"], file(2), new_dir)
+    t.put([b"d"], file(3), new_dir)
+    assert sorted(released) == [1, 2]
+    assert t.lookup([b"d"]).data == 3
+
+
+def test_hard_link_keeps_data_until_the_last_name_goes():
+    released: list[int] = []
+    t = Tree(on_release=lambda n: released.append(n.data))
+    f = t.put([b"a"], file(7), new_dir)
+    t.put([b"b"], f, new_dir)
+    t.remove([b"a"])
+    assert released == []
+    t.put([b"b"], file(8), new_dir)
+    assert released == [7]
+
+
+def test_overwriting_one_hard_link_name_leaves_the_others():
+    t = Tree()
+    f = t.put([b"a"], file(1), new_dir)
+    t.put([b"b"], f, new_dir)
+    t.put([b"a"], file(2), new_dir)
+    assert t.lookup([b"b"]) is f and t.lookup([b"a"]).data == 2
+
+
+def test_symlinked_parent_resolves_inside_the_tree():
+    t = Tree()
+    t.put([b"usr", b"lib"], new_dir(), new_dir)
+    t.put([b"lib"], Inode(S_IFLNK, target=b"usr/lib"), new_dir)
+    t.put([b"lib", b"x.so"], file(), new_dir)
+    assert t.lookup([b"usr", b"lib", b"x.so"]) is not None
+    assert t.lookup([b"lib"]).kind == S_IFLNK
+
+
+def test_absolute_symlink_parent_points_at_the_image_root_not_the_host():
+    t = Tree()
+    t.put([b"etc"], Inode(S_IFLNK, target=b"/"), new_dir)
+    t.put([b"etc", b"passwd"], file(), new_dir)
+    assert t.lookup([b"passwd"]) is not None
+    assert t.lookup([b"etc"]).kind == S_IFLNK
+
+
+def test_dotdot_in_symlink_target_stops_at_the_root():
+    t = Tree()
+    t.put([b"a"], Inode(S_IFLNK, target=b"../../../../b"), new_dir)
+    t.put([b"a", b"f"], file(), new_dir)
+    assert t.lookup([b"b", b"f"]) is not None
+
+
+def test_symlink_loop_as_parent_is_an_error():
+    t = Tree()
+    t.put([b"a"], Inode(S_IFLNK, target=b"b"), new_dir)
+    t.put([b"b"], Inode(S_IFLNK, target=b"a"), new_dir)
+    with pytest.raises(UnsafePathError, match="too many levels"):
+        t.put([b"a", b"f"], file(), new_dir)
+
+
+def test_file_in_the_way_of_a_parent_is_replaced_by_a_directory():
+    t = Tree()
+    t.put([b"a"], file(), new_dir)
+    t.put([b"a", b"f"], file(), new_dir)
+    assert t.lookup([b"a"]).is_dir
+
+
+def test_root_can_only_be_a_directory():
+    with pytest.raises(UnsafePathError):
+        Tree().put([], file(), new_dir)
+
+
+def test_walk_yields_parents_before_children_in_name_order():
+    t = Tree()
+    for p in (b"b/y", b"a/z", b"a/x"):
+        t.put(split_path(p), file(), new_dir)
+    assert [p for p, _ in walk(t.root)] == [b"", b"a", b"a/x", b"a/z", b"b", b"b/y"]
+
+
+names = st.sampled_from([b"a", b"b", b"c"])
+paths = st.lists(names, min_size=1, max_size=3)
+ops = st.lists(st.tuples(st.sampled_from(["file", "dir", "rm", "link"]), paths, paths),
+               max_size=40)
+
+
+@given(ops)
+def test_every_file_data_is_released_exactly_once_or_still_reachable(program):
+    released: list[int] = []
+    t = Tree(on_release=lambda n: released.append(n.data))
+    made = 0
+    for op, path, other in program:
+        if op == "file":
+            made += 1
+            t.put(path, file(made), new_dir)
+        elif op == "dir":
+            t.put(path, new_dir(), new_dir)
+        elif op == "rm":
+            try:
+                t.remove(path)
+            except UnsafePathError:
+                pass
+        else:
+            target = t.lookup(other)
+            if target is not None and not target.is_dir:
+                t.put(path, target, new_dir)
+    reachable = {n.data for _, n in walk(t.root) if n.kind == S_IFREG}
+    assert len(released) == len(set(released))
+    assert reachable.isdisjoint(released)
+    assert reachable | set(released) == set(range(1, made + 1))
