@@ -776,7 +776,7 @@ static int plan_layout(ctx *c, uint64_t min_inodes, layout *L)
                 }
             }
             if (end > blocks)
-                return oe_fail(w, "content needs %llu blocks, more than the %llu given",
+                return oe_fail(w, "content needs %llu blocks, more than the %llu blocks given",
                                (unsigned long long)end, (unsigned long long)blocks);
             L->blocks = blocks;
             return 0;

@@ -185,7 +185,7 @@ int oe_reserve_blocks(oe_writer *w, uint64_t want, int contiguous, uint64_t *pbl
     if (oe_place(w, w->next, want, contiguous, &p, &n))
         return oe_fail(w, "cannot place %llu contiguous blocks", (unsigned long long)want);
     if (p + n > w->max_blocks)
-        return oe_fail(w, "image would exceed its maximum size of %llu blocks (raise --size)",
+        return oe_fail(w, "content needs more than the %llu blocks given",
                        (unsigned long long)w->max_blocks);
     w->next = p + n;
     if (w->meta_mode) {

@@ -61,7 +61,9 @@ class Ext4Writer:
         self.options = options or Ext4Options()
         if self.options.size is not None and self.options.size < 1 << 20:
             raise ImageError(f"{self.path}: size {self.options.size} is below 1 MiB")
-        max_bytes = max(self.options.max_size, self.options.size or 0)
+        # A given size is also the limit, so a source that cannot fit fails
+        # early instead of after streaming all of its data.
+        max_bytes = self.options.size or self.options.max_size
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial",
                                    dir=self.path.parent if str(self.path.parent) else ".")
         self._fd: int | None = fd
