@@ -175,7 +175,7 @@ static int emit_owned(ctx *c, uint32_t lblk, uint8_t **b)
     uint64_t pblk;
     if (oe_emit_block(c->w, &pblk, b))
         return -1;
-    return oe_extents_append(&c->tmp, &c->n_tmp, &c->cap_tmp, c->w, lblk, pblk, 1);
+    return oe_extents_append(&c->tmp, &c->n_tmp, &c->cap_tmp, 0, c->w, lblk, pblk, 1);
 }
 
 /* ---- directories ----------------------------------------------------- */
@@ -618,7 +618,7 @@ static int build_journal(ctx *c, uint64_t *first_block)
             return -1;
         if (!lblk)
             *first_block = p;
-        if (oe_extents_append(&c->tmp, &c->n_tmp, &c->cap_tmp, w, (uint32_t)lblk, p, n))
+        if (oe_extents_append(&c->tmp, &c->n_tmp, &c->cap_tmp, 0, w, (uint32_t)lblk, p, n))
             return -1;
         lblk += n;
         left -= n;

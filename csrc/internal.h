@@ -70,7 +70,9 @@ int oe_alloc_run(oe_writer *w, uint64_t want, int contiguous, uint64_t *pblk, ui
 int oe_emit_block(oe_writer *w, uint64_t *pblk, uint8_t **block);
 int oe_flush(oe_writer *w);
 int oe_pwrite_all(oe_writer *w, const void *buf, uint64_t len, uint64_t off);
-int oe_extents_append(oe_extent **arr, uint64_t *n, uint64_t *cap, oe_writer *w,
+/* Appends to the list, merging with its last extent when that one is at or
+ * after `first` (the owner's first extent) and the two are contiguous. */
+int oe_extents_append(oe_extent **arr, uint64_t *n, uint64_t *cap, uint64_t first, oe_writer *w,
                       uint32_t lblk, uint64_t pblk, uint64_t len);
 
 static inline void put16(uint8_t *p, uint32_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }

@@ -240,11 +240,11 @@ int oe_emit_block(oe_writer *w, uint64_t *pblk, uint8_t **block)
     return 0;
 }
 
-int oe_extents_append(oe_extent **arr, uint64_t *n, uint64_t *cap, oe_writer *w,
+int oe_extents_append(oe_extent **arr, uint64_t *n, uint64_t *cap, uint64_t first, oe_writer *w,
                       uint32_t lblk, uint64_t pblk, uint64_t len)
 {
     while (len) {
-        oe_extent *last = *n ? &(*arr)[*n - 1] : NULL;
+        oe_extent *last = *n > first ? &(*arr)[*n - 1] : NULL;
         uint64_t take;
         if (last && last->lblk + last->len == lblk && last->pblk + last->len == pblk &&
             last->len < OE_MAX_EXTENT_LEN) {
@@ -348,7 +348,7 @@ static int reserve(oe_writer *w, oe_file *f, uint8_t **dst, uint64_t *len)
     want = (in + *len + OE_BLOCK_SIZE - 1) / OE_BLOCK_SIZE;
     if (oe_alloc_run(w, want, 0, &pblk, &got))
         return -1;
-    if (oe_extents_append(&w->ext, &w->n_ext, &w->cap_ext, w, (uint32_t)lblk, pblk, got))
+    if (oe_extents_append(&w->ext, &w->n_ext, &w->cap_ext, f->ext_first, w, (uint32_t)lblk, pblk, got))
         return -1;
     f = &w->files[w->cur];
     f->ext_count = w->n_ext - f->ext_first;
@@ -427,10 +427,10 @@ static int copy_direct(oe_writer *w, int fd, uint64_t len)
             done += (uint64_t)r;
             first = 0;
         }
-        if (oe_extents_append(&w->ext, &w->n_ext, &w->cap_ext, w,
+        f = &w->files[w->cur];
+        if (oe_extents_append(&w->ext, &w->n_ext, &w->cap_ext, f->ext_first, w,
                               (uint32_t)(w->cur_pos / OE_BLOCK_SIZE), p, n))
             return -1;
-        f = &w->files[w->cur];
         f->ext_count = w->n_ext - f->ext_first;
         f->blocks += n;
         w->cur_pos += done;

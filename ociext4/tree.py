@@ -66,8 +66,10 @@ def split_path(path: bytes) -> list[bytes]:
 class Tree:
     """A rooted tree with the mutations archives need: put, link, remove.
 
-    `on_release` is called with every regular-file inode whose last name goes,
-    so its data can be freed.
+    `on_release` is called, from `collect()`, with every regular-file inode
+    whose last name went, so its data can be freed.  Releasing waits for
+    `collect()` because one operation may drop a name and add another (a hard
+    link that replaces the directory holding its own target).
     """
 
     def __init__(self, root: Inode | None = None,
@@ -75,6 +77,7 @@ class Tree:
         self.root = root if root is not None else new_dir()
         self.root.names = 1
         self._on_release = on_release
+        self._orphans: list[Inode] = []
 
     def _resolve(self, stack: list[Inode], parts: list[bytes], hops: list[int],
                  create: Callable[[], Inode] | None) -> list[Inode] | None:
@@ -156,8 +159,18 @@ class Tree:
             for child in node.children.values():
                 self._release(child)
             node.children.clear()
-        elif node.kind == S_IFREG and self._on_release is not None:
-            self._on_release(node)
+        elif node.kind == S_IFREG:
+            self._orphans.append(node)
+
+    def collect(self) -> None:
+        """Releases the files that no name reaches any more."""
+        orphans, self._orphans = self._orphans, []
+        seen: set[int] = set()
+        for node in orphans:
+            if node.names == 0 and id(node) not in seen:
+                seen.add(id(node))
+                if self._on_release is not None:
+                    self._on_release(node)
 
     def put(self, parts: list[bytes], node: Inode, create: Callable[[], Inode]) -> Inode:
         """Puts `node` at the path.  A directory put over a directory only

@@ -160,7 +160,8 @@ def test_size_too_small_for_the_inodes_fails_cleanly_and_leaves_nothing(many_fil
     out = tmp_path / "out.img"
     proc = ociext4("mkfs", many_files_tree, out, "--size", "8M", check=False)
     assert proc.returncode == 1
-    assert proc.stderr == f"ociext4: error: {out}: too many inodes (50013) for an image of this size\n"
+    assert proc.stderr == (f"ociext4: error: {out}: "
+                           "too many inodes (50013) for an image of this size\n")
     assert list(tmp_path.iterdir()) == []
 
 

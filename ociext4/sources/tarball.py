@@ -80,6 +80,7 @@ def read_tar(stream: BinaryIO, name: str, writer: Ext4Writer) -> Inode:
                           encoding="utf-8", errors="surrogateescape") as tf:
             for member in tf:
                 _apply(tree, tf, member, writer)
+                tree.collect()
     except tarfile.TarError as e:
         raise SourceError(f"{name}: not a valid tar archive ({e})") from None
     except EOFError as e:
