@@ -76,7 +76,7 @@ def read_tar(stream: BinaryIO, name: str, writer: Ext4Writer) -> Inode:
     data, _ = open_decompressed(raw, name)
     tree = Tree(new_dir(), on_release=lambda node: _release(writer, node))
     try:
-        with tarfile.open(fileobj=data, mode="r|", bufsize=1 << 20,
+        with tarfile.open(fileobj=data, mode="r|", bufsize=64 << 10,
                           encoding="utf-8", errors="surrogateescape") as tf:
             for member in tf:
                 _apply(tree, tf, member, writer)
