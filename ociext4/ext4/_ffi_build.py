@@ -6,12 +6,13 @@ from pathlib import Path
 from cffi import FFI
 
 CSRC = Path(__file__).resolve().parents[2] / "csrc"
-SOURCES = ["writer.c", "commit.c", "crc32c.c", "dirhash.c"]
+SOURCES = ["writer.c", "commit.c", "crc32c.c", "dirhash.c", "tar.c"]
+HEADERS = ["writer.h", "tar.h"]
 
 
 def _cdef() -> str:
-    # The public header is the cdef, minus preprocessor lines cffi can't read.
-    lines = (CSRC / "writer.h").read_text().splitlines()
+    # The public headers are the cdef, minus preprocessor lines cffi can't read.
+    lines = [line for name in HEADERS for line in (CSRC / name).read_text().splitlines()]
     return "\n".join(line for line in lines if not line.lstrip().startswith("#"))
 
 
@@ -19,7 +20,7 @@ ffibuilder = FFI()
 ffibuilder.cdef(_cdef())
 ffibuilder.set_source(
     "ociext4.ext4._writer",
-    '#include "writer.h"',
+    '#include "writer.h"\n#include "tar.h"',
     # setuptools refuses absolute source paths.
     sources=[os.path.relpath(CSRC / name) for name in SOURCES],
     include_dirs=[os.path.relpath(CSRC)],

@@ -77,6 +77,11 @@ class Ext4Writer:
         self._w = ffi.gc(w, lib.oe_close)
         self.files = 0
 
+    @property
+    def handle(self) -> object:
+        """The C writer, for readers that stream into it (ociext4.layers)."""
+        return self._w
+
     def __enter__(self) -> Self:
         return self
 

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import io
 import os
 import sys
-import tarfile
-from decimal import Decimal, InvalidOperation
 from typing import BinaryIO
 
-from ..compression import open_decompressed
 from ..errors import SourceError
 from ..ext4.writer import Ext4Writer
+from ..layers import Limits, TarEntry, read_entries
 from ..tree import (
     S_IFBLK,
     S_IFCHR,
+    S_IFDIR,
     S_IFIFO,
     S_IFLNK,
     S_IFREG,
@@ -24,71 +22,20 @@ from ..tree import (
     split_path,
 )
 
-_XATTR = "SCHILY.xattr."
-_DEVICES = {tarfile.CHRTYPE: S_IFCHR, tarfile.BLKTYPE: S_IFBLK}
+_KINDS = {"0": S_IFREG, "2": S_IFLNK, "3": S_IFCHR, "4": S_IFBLK, "5": S_IFDIR, "6": S_IFIFO}
 
 
-def _raw(name: str) -> bytes:
-    return name.encode("utf-8", "surrogateescape")
-
-
-def _time_ns(member: tarfile.TarInfo, key: str, fallback: float | None) -> int | None:
-    # PAX times are decimal strings; going through float would lose the
-    # nanoseconds.
-    text = member.pax_headers.get(key)
-    if text is not None:
-        try:
-            return int(Decimal(text) * 10**9)
-        except InvalidOperation:
-            raise SourceError(f"{member.name}: bad PAX {key} {text!r}") from None
-    return None if fallback is None else int(fallback) * 10**9
-
-
-def _attrs(member: tarfile.TarInfo) -> dict[str, object]:
-    xattrs = {k[len(_XATTR):]: _raw(v) for k, v in member.pax_headers.items()
-              if k.startswith(_XATTR)}
-    return {
-        "mode": member.mode & 0o7777, "uid": member.uid, "gid": member.gid,
-        "mtime_ns": _time_ns(member, "mtime", member.mtime),
-        "atime_ns": _time_ns(member, "atime", None),
-        "xattrs": xattrs,
-    }
-
-
-def _file_data(writer: Ext4Writer, tf: tarfile.TarFile, member: tarfile.TarInfo) -> int | None:
-    f = tf.extractfile(member)
-    assert f is not None
-    if member.sparse:
-        # Only the stored pieces are written; the gaps stay holes.
-        pieces = []
-        for off, size in member.sparse:
-            if size:
-                f.seek(off)
-                pieces.append((off, f.read(size)))
-        return writer.add_chunks(pieces) if pieces else None
-    return writer.add_stream(f, member.size) if member.size else None
-
-
-def read_tar(stream: BinaryIO, name: str, writer: Ext4Writer) -> Inode:
+def read_tar(stream: BinaryIO, name: str, writer: Ext4Writer,
+             limits: Limits | None = None) -> Inode:
     """Applies the archive's members in order (later duplicates win) and
     returns the root of the resulting tree."""
-    raw = stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(stream, 1 << 20)  # type: ignore[arg-type]
-    data, _ = open_decompressed(raw, name)
     tree = Tree(new_dir(), on_release=lambda node: _release(writer, node))
-    try:
-        with tarfile.open(fileobj=data, mode="r|", bufsize=64 << 10,
-                          encoding="utf-8", errors="surrogateescape") as tf:
-            for member in tf:
-                _apply(tree, tf, member, writer)
-                tree.collect()
-    except tarfile.TarError as e:
-        raise SourceError(f"{name}: not a valid tar archive ({e})") from None
-    except EOFError as e:
-        raise SourceError(f"{name}: archive is truncated ({e})") from None
-    except (OSError, ValueError) as e:
-        if isinstance(e, OSError) and e.errno is not None:
-            raise
-        raise SourceError(f"{name}: cannot decompress ({e})") from None
+    for entry in read_entries(stream, name, writer, limits):
+        try:
+            _apply(tree, entry)
+        except SourceError as e:
+            raise SourceError(f"{name}: {e}") from None
+        tree.collect()
     return tree.root
 
 
@@ -98,32 +45,31 @@ def _release(writer: Ext4Writer, node: Inode) -> None:
         node.data = None
 
 
-def _apply(tree: Tree, tf: tarfile.TarFile, member: tarfile.TarInfo, writer: Ext4Writer) -> None:
-    parts = split_path(_raw(member.name))
-    attrs = _attrs(member)
-    if member.islnk():
-        target = tree.lookup(split_path(_raw(member.linkname)))
+def _apply(tree: Tree, e: TarEntry) -> None:
+    parts = split_path(e.name)
+    shown = e.name.decode(errors="replace")
+    if e.type == "1":
+        target = tree.lookup(split_path(e.link))
         if target is None or target.is_dir:
-            raise SourceError(f"{member.name}: hard link to missing {member.linkname!r}")
+            raise SourceError(f"{shown}: hard link to missing {e.link.decode(errors='replace')!r}")
         if parts:
             tree.put(parts, target, new_dir)
         return
-    if member.isdir():
-        node = new_dir()
-    elif member.issym():
-        node = Inode(S_IFLNK, target=_raw(member.linkname))
-        if not node.target:
-            raise SourceError(f"{member.name}: symlink with an empty target")
-    elif member.ischr() or member.isblk():
-        node = Inode(_DEVICES[member.type], rdev=(member.devmajor, member.devminor))
-    elif member.isfifo():
-        node = Inode(S_IFIFO)
-    elif member.isreg():
-        node = Inode(S_IFREG, size=member.size, data=_file_data(writer, tf, member))
-    else:
-        raise SourceError(f"{member.name}: unsupported tar entry type {member.type!r}")
-    for key, value in attrs.items():
-        setattr(node, key, value)
+    kind = _KINDS.get(e.type)
+    if kind is None:
+        raise SourceError(f"{shown}: unsupported tar entry type {e.type!r}")
+    node = Inode(kind, mode=e.mode, uid=e.uid, gid=e.gid, mtime_ns=e.mtime_ns,
+                 atime_ns=e.atime_ns, xattrs=e.xattrs)
+    if kind == S_IFDIR:
+        node.children = {}
+    elif kind == S_IFREG:
+        node.size, node.data = e.size, e.data
+    elif kind == S_IFLNK:
+        if not e.link:
+            raise SourceError(f"{shown}: symlink with an empty target")
+        node.target = e.link
+    elif kind in (S_IFCHR, S_IFBLK):
+        node.rdev = e.rdev
     tree.put(parts, node, new_dir)
 
 

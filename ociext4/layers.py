@@ -1,0 +1,109 @@
+"""Reading a layer (a tar stream, compressed or not) as a sequence of entries.
+
+The C reader parses the headers and streams file data straight into the
+image as it goes; Python sees each member once, as a TarEntry, in batches.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from .compression import open_decompressed
+from .errors import SourceError
+from .ext4._writer import ffi, lib
+from .ext4.writer import Ext4Writer
+
+CHUNK = 1 << 20
+_ENTRY = struct.Struct("<IIQQqqIIIIIIQQIIQQqQ")
+assert _ENTRY.size == ffi.sizeof("oe_tar_entry")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on what one archive may ask for (raise them for odd archives)."""
+
+    max_meta: int = 1 << 20     # a PAX header, GNU long name or sparse map
+    max_path: int = 4096        # a path or link target
+
+
+@dataclass(slots=True)
+class TarEntry:
+    type: str                   # the typeflag: "0" file, "1" hard link, "2" symlink, ...
+    name: bytes
+    link: bytes
+    mode: int
+    uid: int
+    gid: int
+    mtime_ns: int
+    atime_ns: int | None
+    rdev: tuple[int, int]
+    size: int
+    data: int | None            # the writer's handle for a regular file's bytes
+    xattrs: dict[str, bytes]
+    offset: int                 # of the member's header in the stream
+
+
+def _xattrs(raw: bytes) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    pos = 0
+    while pos < len(raw):
+        nlen, vlen = struct.unpack_from("<II", raw, pos)
+        pos += 8
+        name = raw[pos:pos + nlen].decode("utf-8", "surrogateescape")
+        out[name] = raw[pos + nlen:pos + nlen + vlen]
+        pos += nlen + vlen
+    return out
+
+
+def _decode(tar: object, count: int) -> list[TarEntry]:
+    raw = ffi.buffer(lib.oe_tar_entries(tar), count * _ENTRY.size)
+    strings = bytes(ffi.buffer(lib.oe_tar_strings(tar), lib.oe_tar_strings_len(tar)))
+    out = []
+    for (typ, mode, uid, gid, msec, asec, mnsec, ansec, has_atime, major, minor, name_len,
+         name_off, link_off, link_len, xattr_len, xattr_off, size, data,
+         offset) in _ENTRY.iter_unpack(raw):
+        out.append(TarEntry(
+            chr(typ), strings[name_off:name_off + name_len],
+            strings[link_off:link_off + link_len], mode, uid, gid, msec * 10**9 + mnsec,
+            asec * 10**9 + ansec if has_atime else None, (major, minor), size,
+            data if data >= 0 else None,
+            _xattrs(strings[xattr_off:xattr_off + xattr_len]) if xattr_len else {}, offset))
+    return out
+
+
+def read_entries(stream: BinaryIO, name: str, writer: Ext4Writer,
+                 limits: Limits | None = None, chunk: int = CHUNK) -> Iterator[TarEntry]:
+    """The members of a (possibly compressed) tar stream, in order; `chunk`
+    is how much is decompressed and handed to C at a time."""
+    limits = limits or Limits()
+    raw = stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(stream, CHUNK)  # type: ignore[arg-type]
+    data, _ = open_decompressed(raw, name)
+    tar = lib.oe_tar_new(writer.handle, ffi.new("oe_tar_limits *", {
+        "max_meta": limits.max_meta, "max_path": limits.max_path}))
+    if tar == ffi.NULL:
+        raise MemoryError
+    tar = ffi.gc(tar, lib.oe_tar_free)
+
+    def check(rc: int) -> None:
+        if rc != 0:
+            raise SourceError(f"{name}: {ffi.string(lib.oe_tar_error(tar)).decode()}")
+
+    while True:
+        try:
+            piece = data.read(chunk)
+        except (OSError, ValueError, EOFError) as e:
+            if isinstance(e, OSError) and e.errno is not None:
+                raise
+            raise SourceError(f"{name}: cannot decompress ({e})") from None
+        if not piece:
+            break
+        check(lib.oe_tar_feed(tar, ffi.from_buffer(piece), len(piece)))
+        count = lib.oe_tar_count(tar)
+        if count:
+            yield from _decode(tar, count)
+            lib.oe_tar_clear(tar)
+    check(lib.oe_tar_finish(tar))

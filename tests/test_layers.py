@@ -1,0 +1,190 @@
+"""The C tar reader: every header format tarfile and GNU tar write, read back
+member by member, whatever the chunking of the stream."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import tarfile
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from support.fscheck import assert_same_tree
+
+from ociext4.errors import SourceError
+from ociext4.ext4 import Ext4Options, Ext4Writer
+from ociext4.layers import Limits, read_entries
+from ociext4.sources.tarball import read_tar
+
+name_parts = st.text(alphabet=st.characters(blacklist_categories=("Cs",),
+                                            blacklist_characters="/\0"),
+                     min_size=1, max_size=60).filter(lambda s: s not in (".", ".."))
+paths = st.lists(name_parts, min_size=1, max_size=5).map("/".join)
+
+
+@st.composite
+def members(draw: st.DrawFn) -> list[tuple[tarfile.TarInfo, bytes]]:
+    out = []
+    seen: set[str] = set()
+    for _ in range(draw(st.integers(1, 12))):
+        path = draw(paths)
+        if path in seen:
+            continue
+        seen.add(path)
+        info = tarfile.TarInfo(path)
+        kind = draw(st.sampled_from(["file", "file", "dir", "sym", "chr", "fifo"]))
+        info.mode = draw(st.integers(0, 0o7777))
+        info.uid = draw(st.integers(0, 2**21 - 1))
+        info.gid = draw(st.integers(0, 2**21 - 1))
+        info.mtime = draw(st.integers(0, 2**33 - 1))
+        data = b""
+        if kind == "file":
+            data = draw(st.binary(max_size=3000))
+            info.size = len(data)
+        elif kind == "dir":
+            info.type = tarfile.DIRTYPE
+        elif kind == "sym":
+            info.type = tarfile.SYMTYPE
+            info.linkname = draw(paths)
+        elif kind == "chr":
+            info.type = tarfile.CHRTYPE
+            info.devmajor, info.devminor = draw(st.integers(0, 4095)), draw(st.integers(0, 2**19))
+        else:
+            info.type = tarfile.FIFOTYPE
+        out.append((info, data))
+    return out
+
+
+def _archive(items: list[tuple[tarfile.TarInfo, bytes]], fmt: int,
+             pax: dict[str, str] | None = None) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt, pax_headers=pax or {}) as tf:
+        for info, data in items:
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@settings(deadline=None)
+@given(items=members(), fmt=st.sampled_from([tarfile.PAX_FORMAT, tarfile.GNU_FORMAT]),
+       chunk=st.sampled_from([1, 7, 512, 513, 4096, 1 << 20]))
+def test_members_read_back_as_written_whatever_the_chunking(tmp_path_factory, items, fmt, chunk):
+    archive = _archive(items, fmt)
+    out = tmp_path_factory.mktemp("layers") / "x.img"
+    with Ext4Writer(out, Ext4Options(fsync=False)) as w:
+        got = list(read_entries(io.BytesIO(archive), "t.tar", w, chunk=chunk))
+    # tarfile writes directories with a trailing slash.
+    assert [e.name.decode("utf-8", "surrogateescape").rstrip("/") for e in got] == [
+        i.name for i, _ in items]
+    for e, (info, data) in zip(got, items, strict=True):
+        assert (e.mode, e.uid, e.gid, e.mtime_ns) == (info.mode, info.uid, info.gid,
+                                                      info.mtime * 10**9)
+        assert e.type == info.type.decode()
+        if info.issym():
+            assert e.link.decode("utf-8", "surrogateescape") == info.linkname
+        if info.ischr():
+            assert e.rdev == (info.devmajor, info.devminor)
+        if info.isreg():
+            assert e.size == len(data) and (e.data is None) == (len(data) == 0)
+
+
+def test_pax_times_keep_nanoseconds_and_negative_times(tmp_path):
+    info = tarfile.TarInfo("f")
+    info.pax_headers = {"mtime": "-1.25", "atime": "1700000000.123456789"}
+    with Ext4Writer(tmp_path / "x.img") as w:
+        (e,) = read_entries(io.BytesIO(_archive([(info, b"")], tarfile.PAX_FORMAT)), "t", w)
+    assert e.mtime_ns == -1_250_000_000
+    assert e.atime_ns == 1_700_000_000_123_456_789
+
+
+def test_pax_xattrs_and_global_headers_apply(tmp_path):
+    info = tarfile.TarInfo("f")
+    info.pax_headers = {"SCHILY.xattr.user.k": "v\u00e9", "SCHILY.xattr.security.x": "y"}
+    archive = _archive([(info, b"")], tarfile.PAX_FORMAT, pax={"uid": "4000000000"})
+    with Ext4Writer(tmp_path / "x.img") as w:
+        (e,) = read_entries(io.BytesIO(archive), "t", w)
+    assert e.xattrs == {"user.k": "v\u00e9".encode(), "security.x": b"y"}
+    assert e.uid == 4_000_000_000
+
+
+def test_ustar_prefix_and_gnu_long_names_give_the_full_path(tmp_path):
+    long = "d" * 60 + "/" + "e" * 60 + "/" + "f" * 50  # 171 bytes: needs the ustar prefix
+    items = [(tarfile.TarInfo(long), b""), (tarfile.TarInfo("x" * 150), b"")]
+    for fmt in (tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT):
+        usable = items[:1] if fmt == tarfile.USTAR_FORMAT else items
+        with Ext4Writer(tmp_path / "x.img") as w:
+            got = [e.name.decode() for e in read_entries(io.BytesIO(_archive(usable, fmt)), "t", w)]
+        assert got == [i.name for i, _ in usable]
+
+
+def _tar_bytes(*members: bytes) -> bytes:
+    return b"".join(members) + bytes(1024)
+
+
+def _header(name: bytes, size: int = 0, type_: bytes = b"0", chksum: bool = True) -> bytes:
+    h = bytearray(512)
+    h[0:len(name)] = name
+    h[100:108] = b"0000644\0"
+    h[108:116] = h[116:124] = b"0000000\0"
+    h[124:136] = b"%011o\0" % size
+    h[136:148] = b"00000000000\0"
+    h[156:157] = type_
+    h[257:263] = b"ustar\0"
+    h[263:265] = b"00"
+    h[148:156] = b" " * 8
+    h[148:156] = b"%06o\0 " % (sum(h) if chksum else 1)
+    return bytes(h)
+
+
+@pytest.mark.parametrize(("archive", "message"), [
+    (_tar_bytes(_header(b"a", chksum=False)), "at byte 0: bad tar header checksum"),
+    (_header(b"a", size=100) + b"x" * 50, "archive is truncated"),
+    (_header(b"a")[:300], "archive is truncated"),
+    (_tar_bytes(_header(b"././@PaxHeader", size=2 << 20, type_=b"x")),
+     "PAX header of 2097152 bytes is over the limit of 1048576"),
+    (_tar_bytes(_header(b"././@LongLink", size=2 << 20, type_=b"L")),
+     "GNU long name of 2097152 bytes is over the limit"),
+    (b"", "empty archive"),
+])
+def test_broken_archives_fail_with_the_input_and_offset_named(tmp_path, archive, message):
+    with Ext4Writer(tmp_path / "x.img") as w, pytest.raises(SourceError) as err:
+        list(read_entries(io.BytesIO(archive), "layer.tar", w))
+    assert str(err.value).startswith("layer.tar: ")
+    assert message in str(err.value)
+
+
+def test_limits_can_be_raised(tmp_path):
+    info = tarfile.TarInfo("a" * 5000)
+    archive = _archive([(info, b"")], tarfile.PAX_FORMAT)
+    with Ext4Writer(tmp_path / "x.img") as w, pytest.raises(SourceError, match="over the limit"):
+        list(read_entries(io.BytesIO(archive), "t", w))
+    with Ext4Writer(tmp_path / "x.img") as w:
+        (e,) = read_entries(io.BytesIO(archive), "t", w, Limits(max_path=8192))
+    assert len(e.name) == 5000
+
+
+@pytest.mark.needs_root_loop
+@pytest.mark.parametrize("flags", [
+    ["--format=gnu"],
+    ["--format=posix", "--sparse-version=0.0"],
+    ["--format=posix", "--sparse-version=0.1"],
+    ["--format=posix", "--sparse-version=1.0"],
+])
+def test_gnu_tar_sparse_files_mount_with_their_holes(tmp_path, flags):
+    src = tmp_path / "src"
+    src.mkdir()
+    with open(src / "sparse", "wb") as f:
+        for i in range(30):  # more map entries than an old GNU header holds
+            f.seek(i * 200_000 + 7)
+            f.write(os.urandom(5000 + i))
+        f.truncate(7_000_000)
+    (src / "plain").write_bytes(os.urandom(10_000))
+    for p in (src / "sparse", src / "plain", src):  # the old GNU format has whole seconds
+        os.utime(p, ns=(1_700_000_000 * 10**9, 1_700_000_000 * 10**9))
+    tar = tmp_path / "s.tar"
+    subprocess.run(["tar", *flags, "--sparse", "-cf", str(tar), "-C", str(src), "."], check=True)
+    img = tmp_path / "out.img"
+    with Ext4Writer(img) as w, open(tar, "rb") as f:
+        w.commit(read_tar(f, str(tar), w))
+    assert_same_tree(src, img)
