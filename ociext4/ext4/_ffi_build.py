@@ -1,6 +1,5 @@
 """Builds ociext4.ext4._writer from csrc/ (cffi API mode, out of line)."""
 
-import os
 from pathlib import Path
 
 from cffi import FFI
@@ -21,9 +20,9 @@ ffibuilder.cdef(_cdef())
 ffibuilder.set_source(
     "ociext4.ext4._writer",
     '#include "writer.h"\n#include "tar.h"',
-    # setuptools refuses absolute source paths.
-    sources=[os.path.relpath(CSRC / name) for name in SOURCES],
-    include_dirs=[os.path.relpath(CSRC)],
+    # setuptools wants paths relative to setup.py, which sits beside csrc/.
+    sources=[f"csrc/{name}" for name in SOURCES],
+    include_dirs=["csrc"],
     extra_compile_args=["-std=c99", "-O2", "-Wall", "-Wextra"],
 )
 

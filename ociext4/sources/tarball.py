@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import BinaryIO
 
@@ -80,7 +79,3 @@ def open_source(path: str) -> BinaryIO:
         return open(path, "rb", buffering=1 << 20)  # noqa: SIM115 - returned to the caller
     except OSError as e:
         raise SourceError(f"{path}: {e.strerror}") from None
-
-
-def is_tar_path(path: str) -> bool:
-    return path == "-" or not os.path.isdir(path)
