@@ -51,7 +51,11 @@ def new_dir(mode: int = 0o755, **attrs: int) -> Inode:
 
 def split_path(path: bytes) -> list[bytes]:
     """Splits an archive path into components, refusing ones that climb out."""
-    parts: list[bytes] = []
+    parts = path.strip(b"/").split(b"/")
+    # The common case: no empty, "." or ".." components and no NUL.
+    if b"" not in parts and b"." not in parts and b".." not in parts and b"\0" not in path:
+        return parts
+    parts = []
     for part in path.split(b"/"):
         if part in (b"", b"."):
             continue
@@ -78,6 +82,10 @@ class Tree:
         self.root.names = 1
         self._on_release = on_release
         self._orphans: list[Inode] = []
+        # Resolved parent directories by path.  Archives list a directory's
+        # entries together, so most lookups hit; anything that replaces or
+        # removes a name clears it.
+        self._parents: dict[tuple[bytes, ...], Inode] = {}
 
     def _resolve(self, stack: list[Inode], parts: list[bytes], hops: list[int],
                  create: Callable[[], Inode] | None) -> list[Inode] | None:
@@ -123,10 +131,15 @@ class Tree:
 
     def parent_dir(self, parts: list[bytes], create: Callable[[], Inode] | None = None) -> Inode:
         """The directory that holds the last component of `parts`."""
+        key = tuple(parts[:-1])
+        cached = self._parents.get(key)
+        if cached is not None:
+            return cached
         found = self._resolve([self.root], parts[:-1], [0], create)
         if found is None:
             raise UnsafePathError(
                 f"parent of {b'/'.join(parts).decode(errors='replace')!r} does not exist")
+        self._parents[key] = found[-1]
         return found[-1]
 
     def lookup(self, parts: list[bytes]) -> Inode | None:
@@ -149,6 +162,7 @@ class Tree:
         node.names += 1
         parent.children[name] = node
         if old is not None:
+            self._parents.clear()
             self._release(old)
 
     def _release(self, node: Inode) -> None:
@@ -197,6 +211,7 @@ class Tree:
         assert parent.children is not None
         old = parent.children.pop(parts[-1], None)
         if old is not None:
+            self._parents.clear()
             self._release(old)
 
 

@@ -217,3 +217,14 @@ def test_kernel_can_write_to_the_image(small_tree, tmp_path):
     with mounted(img) as m:
         assert (m / "new-dir" / "f").stat().st_size == 100_000
         assert snapshot(m)  # still walks
+
+
+def test_image_written_inside_its_source_directory_is_left_out(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"data")
+    img = mkfs(src, src / "out.img")
+    tmp = tmp_path / "copy.img"
+    tmp.write_bytes(img.read_bytes())
+    (src / "out.img").unlink()
+    assert_same_tree(src, tmp)

@@ -124,7 +124,7 @@ def test_walk_yields_parents_before_children_in_name_order():
 
 names = st.sampled_from([b"a", b"b", b"c"])
 paths = st.lists(names, min_size=1, max_size=3)
-ops = st.lists(st.tuples(st.sampled_from(["file", "dir", "rm", "link"]), paths, paths),
+ops = st.lists(st.tuples(st.sampled_from(["file", "dir", "rm", "link", "sym"]), paths, paths),
                max_size=40)
 
 
@@ -134,11 +134,22 @@ def test_every_file_data_is_released_exactly_once_or_still_reachable(program):
     t = Tree(on_release=lambda n: released.append(n.data))
     made = 0
     for op, path, other in program:
-        if op == "file":
+        if op == "sym":
+            try:
+                t.put(path, Inode(S_IFLNK, target=b"/".join(other)), new_dir)
+            except UnsafePathError:
+                pass
+        elif op == "file":
             made += 1
-            t.put(path, file(made), new_dir)
+            try:
+                t.put(path, file(made), new_dir)
+            except UnsafePathError:
+                made -= 1
         elif op == "dir":
-            t.put(path, new_dir(), new_dir)
+            try:
+                t.put(path, new_dir(), new_dir)
+            except UnsafePathError:
+                pass
         elif op == "rm":
             try:
                 t.remove(path)
@@ -147,8 +158,14 @@ def test_every_file_data_is_released_exactly_once_or_still_reachable(program):
         else:
             target = t.lookup(other)
             if target is not None and not target.is_dir:
-                t.put(path, target, new_dir)
+                try:
+                    t.put(path, target, new_dir)
+                except UnsafePathError:
+                    pass
         t.collect()
+        for key, cached in t._parents.items():  # the parent cache never goes stale
+            fresh = t._resolve([t.root], list(key), [0], None)
+            assert fresh is not None and fresh[-1] is cached
     reachable = {n.data for _, n in walk(t.root) if n.kind == S_IFREG}
     assert len(released) == len(set(released))
     assert reachable.isdisjoint(released)

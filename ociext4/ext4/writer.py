@@ -78,6 +78,14 @@ class Ext4Writer:
         self.files = 0
 
     @property
+    def file_id(self) -> tuple[int, int]:
+        """(st_dev, st_ino) of the image being written, so a source walking
+        the directory it lies in can leave it out."""
+        assert self._fd is not None
+        st = os.fstat(self._fd)
+        return st.st_dev, st.st_ino
+
+    @property
     def handle(self) -> object:
         """The C writer, for readers that stream into it (ociext4.layers)."""
         return self._w

@@ -62,6 +62,7 @@ def read_directory(root: str | os.PathLike[str], writer: Ext4Writer) -> Inode:
     tree_root.names = 1
     tree_root.xattrs = _xattrs(top)
     links: dict[tuple[int, int], Inode] = {}
+    skip = writer.file_id  # the image itself, when written inside the source
     stack: list[tuple[str, Inode]] = [(top, tree_root)]
     try:
         while stack:
@@ -73,6 +74,8 @@ def read_directory(root: str | os.PathLike[str], writer: Ext4Writer) -> Inode:
             with os.scandir(dpath) as it:
                 entries = sorted(it, key=lambda e: e.name)
             for entry in entries:
+                if entry.inode() == skip[1] and entry.stat(follow_symlinks=False).st_dev == skip[0]:
+                    continue
                 node = _entry(entry, writer, links)
                 if node.is_dir and node.children is None:
                     node.children = {}
