@@ -227,4 +227,6 @@ def test_image_written_inside_its_source_directory_is_left_out(tmp_path):
     tmp = tmp_path / "copy.img"
     tmp.write_bytes(img.read_bytes())
     (src / "out.img").unlink()
-    assert_same_tree(src, tmp)
+    expected = snapshot(src)
+    expected["."].mtime_ns = None  # creating and removing out.img changed it
+    assert_same_tree(expected, tmp)
