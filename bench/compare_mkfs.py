@@ -29,6 +29,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "fixtures"))
+from _debtree import tar_tree  # noqa: E402
+
 COLUMNS = ("mke2fs", "dir", "tar", "gz")
 LABELS = {
     "mke2fs": "mkfs.ext4 -d DIR",
@@ -78,33 +81,6 @@ def build_fixture(args: argparse.Namespace, need_tar: bool, need_gz: bool) -> di
     out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
     info: dict[str, Any] = json.loads(out)
     return info
-
-
-def make_tar(tree: Path, dest: Path, gz: bool) -> None:
-    members = sorted(os.listdir(tree))
-    tar = [
-        "tar",
-        "--sort=name",
-        "--format=gnu",
-        "--numeric-owner",
-        "-C",
-        str(tree),
-        "-cf",
-        "-",
-        "--",
-        *members,
-    ]
-    with open(dest, "wb") as fh:
-        if gz:
-            gzip = ["pigz", "-n", "-c"] if shutil.which("pigz") else ["gzip", "-n", "-c"]
-            p = subprocess.Popen(tar, stdout=subprocess.PIPE)
-            assert p.stdout is not None
-            subprocess.run(gzip, stdin=p.stdout, stdout=fh, check=True)
-            p.stdout.close()
-            if p.wait() != 0:
-                raise SystemExit(f"bench: tar of {tree} failed")
-        else:
-            subprocess.run(tar, stdout=fh, check=True)
 
 
 def du_bytes(path: Path) -> int:
@@ -234,9 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         tar = Path(info["tar"]) if "tar" in info else work / "tree.tar"
         tgz = Path(info["tar_gz"]) if "tar_gz" in info else work / "tree.tar.gz"
         if "tar" in cols and not tar.exists():
-            make_tar(tree, tar, gz=False)
+            tar_tree(tree, tar, gzip=False)
         if "gz" in cols and not tgz.exists():
-            make_tar(tree, tgz, gz=True)
+            tar_tree(tree, tgz, gzip=True)
 
         img = {c: work / f"{c}.img" for c in cols}
         extra = ["--size", str(size_k * 1024)] if args.same_size else []
