@@ -85,10 +85,11 @@ class Tree:
         # Resolved parent directories by path.  Archives list a directory's
         # entries together, so most lookups hit; anything that replaces or
         # removes a name clears it.
-        self._parents: dict[tuple[bytes, ...], Inode] = {}
+        self._parents: dict[tuple[bytes, ...], tuple[Inode, list[tuple[Inode, bytes]]]] = {}
 
     def _resolve(self, stack: list[Inode], parts: list[bytes], hops: list[int],
-                 create: Callable[[], Inode] | None) -> list[Inode] | None:
+                 create: Callable[[], Inode] | None,
+                 trail: list[tuple[Inode, bytes]] | None = None) -> list[Inode] | None:
         """The chain of directories from the root to `parts`, following
         symlinks inside the image: absolute targets start at its root and
         `..` stops there, so nothing can point at the host.  With `create`,
@@ -104,6 +105,8 @@ class Tree:
                 continue
             cur = stack[-1]
             assert cur.children is not None
+            if trail is not None:
+                trail.append((cur, part))
             child = cur.children.get(part)
             if child is None:
                 if create is None:
@@ -116,7 +119,7 @@ class Tree:
                     raise UnsafePathError(
                         f"too many levels of symlinks at {part.decode(errors='replace')!r}")
                 base = [self.root] if child.target.startswith(b"/") else stack
-                found = self._resolve(base, child.target.split(b"/"), hops, create)
+                found = self._resolve(base, child.target.split(b"/"), hops, create, trail)
                 if found is None:
                     return None
                 stack = found
@@ -129,18 +132,23 @@ class Tree:
             stack.append(child)
         return stack
 
-    def parent_dir(self, parts: list[bytes], create: Callable[[], Inode] | None = None) -> Inode:
-        """The directory that holds the last component of `parts`."""
+    def parent_dir(self, parts: list[bytes], create: Callable[[], Inode] | None = None,
+                   trail: list[tuple[Inode, bytes]] | None = None) -> Inode:
+        """The directory that holds the last component of `parts`.  `trail`
+        gets the (directory, name) steps taken to reach it, symlinks followed
+        included."""
         key = tuple(parts[:-1])
         cached = self._parents.get(key)
-        if cached is not None:
-            return cached
-        found = self._resolve([self.root], parts[:-1], [0], create)
-        if found is None:
-            raise UnsafePathError(
-                f"parent of {b'/'.join(parts).decode(errors='replace')!r} does not exist")
-        self._parents[key] = found[-1]
-        return found[-1]
+        if cached is None:
+            steps: list[tuple[Inode, bytes]] = []
+            found = self._resolve([self.root], parts[:-1], [0], create, steps)
+            if found is None:
+                raise UnsafePathError(
+                    f"parent of {b'/'.join(parts).decode(errors='replace')!r} does not exist")
+            cached = self._parents[key] = (found[-1], steps)
+        if trail is not None:
+            trail.extend(cached[1])
+        return cached[0]
 
     def lookup(self, parts: list[bytes]) -> Inode | None:
         if not parts:
@@ -203,6 +211,14 @@ class Tree:
             return old
         self._attach(parent, parts[-1], node)
         return node
+
+    def detach(self, parent: Inode, name: bytes) -> None:
+        """Removes one name from a directory already in hand."""
+        assert parent.children is not None
+        old = parent.children.pop(name, None)
+        if old is not None:
+            self._parents.clear()
+            self._release(old)
 
     def remove(self, parts: list[bytes]) -> None:
         if not parts:

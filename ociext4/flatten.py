@@ -1,0 +1,116 @@
+"""Applying image layers, base first, under the OCI whiteout rules.
+
+Each layer's entries go into one Tree as they stream by.  What a layer hides
+of the layers below it (`.wh.NAME`, `.wh..wh..opq`) is settled when the layer
+ends, because a whiteout never hides what its own layer adds, and an opaque
+marker may come after the new entries of its directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .errors import SourceError
+from .tree import Inode, Tree, new_dir, split_path
+
+WHITEOUT = b".wh."
+OPAQUE = b".wh..wh..opq"
+# eStargz bookkeeping, not part of the file system.
+ESTARGZ_FILES = {b"stargz.index.json", b".prefetch.landmark", b".no.prefetch.landmark"}
+
+
+class LayerApplier:
+    """Collects what one layer touches and hides; `finish()` applies the
+    hiding.  Use one per layer."""
+
+    def __init__(self, tree: Tree) -> None:
+        self.tree = tree
+        self._touched: set[tuple[int, bytes]] = set()
+        self._whiteouts: list[tuple[Inode, bytes]] = []
+        self._opaque: list[Inode] = []
+        # Touched directories stay referenced so their ids stay unique.
+        self._alive: dict[int, Inode] = {}
+
+    def put(self, parts: list[bytes], node: Inode) -> Inode | None:
+        """Applies one entry; returns None when it was a marker, not a file."""
+        if not parts:
+            return self.tree.put(parts, node, new_dir)
+        name = parts[-1]
+        if len(parts) == 1 and name in ESTARGZ_FILES:
+            return None
+        if name.startswith(WHITEOUT):
+            self._marker(parts)
+            return None
+        return self._place(parts, node)
+
+    def link(self, parts: list[bytes], target: Inode) -> None:
+        if parts:
+            self._place(parts, target)
+
+    def _place(self, parts: list[bytes], node: Inode) -> Inode:
+        # The entry and every directory on its way (through symlinks too)
+        # belong to this layer as far as its own whiteouts are concerned.
+        trail: list[tuple[Inode, bytes]] = []
+        parent = self.tree.parent_dir(parts, new_dir, trail)
+        trail.append((parent, parts[-1]))
+        for d, name in trail:
+            self._touched.add((id(d), name))
+            self._alive[id(d)] = d
+        return self.tree.put(parts, node, new_dir)
+
+    def _marker(self, parts: list[bytes]) -> None:
+        name = parts[-1]
+        if name == OPAQUE:
+            target = self.tree.lookup(parts[:-1]) if parts[:-1] else self.tree.root
+            if target is not None and target.is_dir:
+                self._opaque.append(target)
+            return
+        if name.startswith(WHITEOUT + WHITEOUT):
+            return  # other aufs bookkeeping (.wh..wh.plnk, …): nothing to apply
+        hidden = name[len(WHITEOUT):]
+        if hidden in (b"", b".", b".."):
+            raise SourceError(f"invalid whiteout {b'/'.join(parts).decode(errors='replace')!r}")
+        parent = self.tree.lookup(parts[:-1]) if parts[:-1] else self.tree.root
+        if parent is not None and parent.is_dir:
+            self._whiteouts.append((parent, hidden))
+
+    def _prune(self, d: Inode) -> None:
+        """Removes what lower layers put under `d`, keeping this layer's."""
+        assert d.children is not None
+        for name, child in list(d.children.items()):
+            if (id(d), name) not in self._touched:
+                self.tree.detach(d, name)
+            elif child.is_dir:
+                self._prune(child)
+
+    def finish(self) -> None:
+        for parent, name in self._whiteouts:
+            assert parent.children is not None
+            child = parent.children.get(name)
+            if child is None:
+                continue
+            if (id(parent), name) not in self._touched:
+                self.tree.detach(parent, name)
+            elif child.is_dir:
+                self._prune(child)  # re-made in this layer: only its new contents stay
+        for d in self._opaque:
+            self._prune(d)
+        self.tree.collect()
+
+
+def apply_layers(tree: Tree, layers: Iterable[Iterable[tuple[bytes, Inode | bytes]]]) -> Tree:
+    """For tests and small uses: each layer is a list of (path, node) pairs,
+    where node is an Inode, or bytes naming a hard link's target path."""
+    for layer in layers:
+        applier = LayerApplier(tree)
+        for path, node in layer:
+            parts = split_path(path)
+            if isinstance(node, bytes):
+                target = tree.lookup(split_path(node))
+                if target is None or target.is_dir:
+                    raise SourceError(f"hard link to missing {node!r}")
+                applier.link(parts, target)
+            else:
+                applier.put(parts, node)
+        applier.finish()
+    return tree
