@@ -13,6 +13,7 @@ from ociext4 import __version__
 from ociext4.errors import Ociext4Error
 
 from .mkfs import add_mkfs
+from .unpack import add_unpack
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ociext4 {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_mkfs(sub)
+    add_unpack(sub)
     return parser
 
 

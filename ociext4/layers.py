@@ -6,6 +6,7 @@ image as it goes; Python sees each member once, as a TarEntry, in batches.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import struct
 from collections.abc import Iterator
@@ -76,9 +77,11 @@ def _decode(tar: object, count: int) -> list[TarEntry]:
 
 
 def read_entries(stream: BinaryIO, name: str, writer: Ext4Writer,
-                 limits: Limits | None = None, chunk: int = CHUNK) -> Iterator[TarEntry]:
+                 limits: Limits | None = None, chunk: int = CHUNK,
+                 diff_id: str | None = None) -> Iterator[TarEntry]:
     """The members of a (possibly compressed) tar stream, in order; `chunk`
-    is how much is decompressed and handed to C at a time."""
+    is how much is decompressed and handed to C at a time.  With `diff_id`,
+    the decompressed stream must hash to it (checked at its end)."""
     limits = limits or Limits()
     raw = stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(stream, CHUNK)  # type: ignore[arg-type]
     data, _ = open_decompressed(raw, name)
@@ -92,6 +95,7 @@ def read_entries(stream: BinaryIO, name: str, writer: Ext4Writer,
         if rc != 0:
             raise SourceError(f"{name}: {ffi.string(lib.oe_tar_error(tar)).decode()}")
 
+    digest = hashlib.sha256() if diff_id is not None else None
     while True:
         try:
             piece = data.read(chunk)
@@ -101,9 +105,13 @@ def read_entries(stream: BinaryIO, name: str, writer: Ext4Writer,
             raise SourceError(f"{name}: cannot decompress ({e})") from None
         if not piece:
             break
+        if digest is not None:
+            digest.update(piece)
         check(lib.oe_tar_feed(tar, ffi.from_buffer(piece), len(piece)))
         count = lib.oe_tar_count(tar)
         if count:
             yield from _decode(tar, count)
             lib.oe_tar_clear(tar)
     check(lib.oe_tar_finish(tar))
+    if digest is not None and "sha256:" + digest.hexdigest() != diff_id:
+        raise SourceError(f"{name}: uncompressed layer does not match diff_id {diff_id}")

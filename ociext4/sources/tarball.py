@@ -44,17 +44,10 @@ def _release(writer: Ext4Writer, node: Inode) -> None:
         node.data = None
 
 
-def _apply(tree: Tree, e: TarEntry) -> None:
-    parts = split_path(e.name)
-    shown = e.name.decode(errors="replace")
-    if e.type == "1":
-        target = tree.lookup(split_path(e.link))
-        if target is None or target.is_dir:
-            raise SourceError(f"{shown}: hard link to missing {e.link.decode(errors='replace')!r}")
-        if parts:
-            tree.put(parts, target, new_dir)
-        return
+def entry_node(e: TarEntry) -> Inode:
+    """The inode a (non hard link) member describes."""
     kind = _KINDS.get(e.type)
+    shown = e.name.decode(errors="replace")
     if kind is None:
         raise SourceError(f"{shown}: unsupported tar entry type {e.type!r}")
     node = Inode(kind, mode=e.mode, uid=e.uid, gid=e.gid, mtime_ns=e.mtime_ns,
@@ -69,7 +62,25 @@ def _apply(tree: Tree, e: TarEntry) -> None:
         node.target = e.link
     elif kind in (S_IFCHR, S_IFBLK):
         node.rdev = e.rdev
-    tree.put(parts, node, new_dir)
+    return node
+
+
+def link_target(tree: Tree, e: TarEntry) -> Inode:
+    target = tree.lookup(split_path(e.link))
+    if target is None or target.is_dir:
+        raise SourceError(f"{e.name.decode(errors='replace')}: hard link to missing "
+                          f"{e.link.decode(errors='replace')!r}")
+    return target
+
+
+def _apply(tree: Tree, e: TarEntry) -> None:
+    parts = split_path(e.name)
+    if e.type == "1":
+        target = link_target(tree, e)
+        if parts:
+            tree.put(parts, target, new_dir)
+        return
+    tree.put(parts, entry_node(e), new_dir)
 
 
 def open_source(path: str) -> BinaryIO:

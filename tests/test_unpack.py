@@ -1,0 +1,77 @@
+"""`ociext4 unpack oci:DIR out.img` end to end, on layouts built with tarfile."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+from cli_helpers import ociext4
+from support.fscheck import Entry, mounted, snapshot
+from support.oci import make_layout, member
+
+pytestmark = pytest.mark.needs_root_loop
+
+D = tarfile.DIRTYPE
+
+
+def layers() -> list[list]:
+    return [
+        [member("etc", kind=D, mode=0o755), member("etc/passwd", b"root:x:0:0\n"),
+         member("usr", kind=D, mode=0o755), member("usr/lib", kind=D, mode=0o755),
+         member("lib", kind=tarfile.SYMTYPE, link="usr/lib", mode=0o777),
+         member("opq", kind=D, mode=0o755), member("opq/old", b"old"),
+         member("orig", b"shared"), member("gone", b"x" * 100_000)],
+        [member("lib/libc.so", b"ELF"),                      # through the symlinked parent
+         member("alias", kind=tarfile.LNKTYPE, link="orig"),  # hard link to a lower file
+         member("opq/new", b"new"), member("opq/.wh..wh..opq"),  # opaque after new files
+         member(".wh.gone")],
+        [member(".wh.orig"), member("etc/passwd", b"root:x:0:0:root\n")],
+    ]
+
+
+@pytest.mark.parametrize("compression", [None, "gz", "zst"])
+def test_layers_flatten_under_the_oci_rules(tmp_path, compression):
+    layout = make_layout(tmp_path / "layout", layers(), compression,
+                         config={"Env": ["PATH=/bin"], "Cmd": ["sh"], "WorkingDir": "/"})
+    img = tmp_path / "out.img"
+    ociext4("unpack", f"oci:{layout}:latest", img)
+    with mounted(img) as mnt:
+        snap = snapshot(mnt)
+        assert (mnt / "usr/lib/libc.so").read_bytes() == b"ELF"
+        assert (mnt / "alias").read_bytes() == b"shared"
+        assert (mnt / "etc/passwd").read_bytes() == b"root:x:0:0:root\n"
+    assert sorted(snap) == [".", "alias", "etc", "etc/passwd", "lib", "opq", "opq/new", "usr",
+                            "usr/lib", "usr/lib/libc.so"]
+    assert isinstance(snap["opq/new"], Entry)
+    meta = json.loads(Path(f"{img}.json").read_text())
+    assert meta["config"] == {"Env": ["PATH=/bin"], "Cmd": ["sh"], "WorkingDir": "/"}
+
+
+def test_deleted_data_is_not_left_allocated(tmp_path):
+    big = b"z" * (8 << 20)
+    layout = make_layout(tmp_path / "layout", [[member("big", big)], [member(".wh.big")]])
+    img = tmp_path / "out.img"
+    ociext4("unpack", f"oci:{layout}", img, "--free", "0")
+    assert img.stat().st_blocks * 512 < 4 << 20
+
+
+def test_corrupted_layer_is_an_error_naming_the_layer(tmp_path):
+    layout = make_layout(tmp_path / "layout", [[member("a", b"hello" * 1000)]], None)
+    blob = max((layout / "blobs/sha256").iterdir(), key=lambda p: p.stat().st_size)
+    data = bytearray(blob.read_bytes())
+    data[600] ^= 1
+    blob.write_bytes(bytes(data))
+    img = tmp_path / "out.img"
+    proc = ociext4("unpack", f"oci:{layout}", img, check=False)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1
+    assert "does not match" in proc.stderr and blob.name in proc.stderr
+    assert not img.exists()
+
+
+def test_unknown_tag_is_a_one_line_error(tmp_path):
+    layout = make_layout(tmp_path / "layout", [[member("a")]])
+    proc = ociext4("unpack", f"oci:{layout}:nope", tmp_path / "out.img", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr == f"ociext4: error: {layout}: no image tagged 'nope'\n"
