@@ -23,9 +23,10 @@ def add_unpack(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p = sub.add_parser(
         "unpack", help="make an ext4 image from a container image",
         description="Flatten a container image's layers into an ext4 image. SOURCE is "
-                    "oci:DIR[:TAG|@DIGEST] (an OCI image layout). The image config is "
-                    "written beside the image as OUT.img.json.")
-    p.add_argument("source", help="oci:DIR[:TAG|@DIGEST]")
+                    "oci:DIR[:TAG|@DIGEST] (an OCI image layout) or docker-archive:FILE "
+                    "(docker save output). The image config is written beside the image "
+                    "as OUT.img.json.")
+    p.add_argument("source", help="oci:DIR[:TAG|@DIGEST] or docker-archive:FILE")
     p.add_argument("output", help="image file to write (replaced atomically)")
     add_image_options(p)
     p.add_argument("--platform", type=Platform.parse,
@@ -40,7 +41,7 @@ def run_unpack(args: argparse.Namespace, started: float) -> int:
     ref = parse_local(args.source)
     if ref is None:
         raise SourceError(f"{args.source}: pulling from registries is not implemented yet; "
-                          "use oci:DIR")
+                          "use oci:DIR or docker-archive:FILE")
     with Ext4Writer(args.output, options_from(args)) as writer:
         root, image = read_image(ref, writer, args.platform)
         read_done = time.perf_counter()

@@ -63,6 +63,7 @@ class Layer:
     size: int
     media_type: str
     diff_id: str
+    member: str = ""   # where a docker save archive keeps it
 
 
 @dataclass(frozen=True, slots=True)

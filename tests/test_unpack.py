@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
 import tarfile
 from pathlib import Path
 
 import pytest
 from cli_helpers import ociext4
-from support.fscheck import Entry, mounted, snapshot
-from support.oci import make_layout, member
+from support.fscheck import Entry, compare_snapshots, mounted, snapshot
+from support.oci import make_docker_archive, make_layout, member
 
 pytestmark = pytest.mark.needs_root_loop
 
@@ -75,3 +76,33 @@ def test_unknown_tag_is_a_one_line_error(tmp_path):
     proc = ociext4("unpack", f"oci:{layout}:nope", tmp_path / "out.img", check=False)
     assert proc.returncode == 1
     assert proc.stderr == f"ociext4: error: {layout}: no image tagged 'nope'\n"
+
+
+@pytest.mark.parametrize("modern", [False, True])
+def test_docker_save_archive_unpacks_like_the_oci_layout(tmp_path, modern):
+    archive = make_docker_archive(tmp_path / "saved.tar", layers(), modern=modern,
+                                  config={"Cmd": ["sh"]})
+    layout = make_layout(tmp_path / "layout", layers(), None)
+    a, b = tmp_path / "a.img", tmp_path / "b.img"
+    ociext4("unpack", f"docker-archive:{archive}", a)
+    ociext4("unpack", f"oci:{layout}", b)
+    with mounted(a) as ma:
+        sa = snapshot(ma)
+    with mounted(b) as mb:
+        sb = snapshot(mb)
+    assert compare_snapshots(sb, sa) == []
+    assert json.loads(Path(f"{a}.json").read_text())["config"] == {"Cmd": ["sh"]}
+
+
+def test_docker_save_archive_with_a_missing_layer_is_an_error(tmp_path):
+    archive = make_docker_archive(tmp_path / "saved.tar", layers())
+    with tarfile.open(archive) as tf:
+        keep = [(m, tf.extractfile(m).read()) for m in tf if not m.name.startswith(f"{1:064x}")]
+    cut = tmp_path / "cut.tar"
+    with tarfile.open(cut, "w") as tf:
+        for m, data in keep:
+            tf.addfile(m, io.BytesIO(data))
+    proc = ociext4("unpack", f"docker-archive:{cut}", tmp_path / "out.img", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr == (f"ociext4: error: {cut}: archive has no member "
+                           f"'{1:064x}/layer.tar'\n")

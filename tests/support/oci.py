@@ -63,3 +63,40 @@ def make_layout(root: Path, layers: list[list[Member]], compression: str | None 
     (root / "index.json").write_text(json.dumps(index))
     (root / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
     return root
+
+
+def make_docker_archive(path: Path, layers: list[list[Member]], modern: bool = False,
+                        config: dict | None = None) -> Path:
+    """`docker save` output: legacy (<id>/layer.tar) or Docker 25+ (an OCI
+    layout inside, plus manifest.json pointing into blobs/)."""
+    diff_ids, layer_paths = [], []
+    blobs: dict[str, bytes] = {}
+    for i, layer in enumerate(layers):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+            for info, data in layer:
+                tf.addfile(info, io.BytesIO(data))
+        raw = buf.getvalue()
+        diff_ids.append("sha256:" + hashlib.sha256(raw).hexdigest())
+        if modern:
+            name = "blobs/sha256/" + hashlib.sha256(raw).hexdigest()
+        else:
+            name = f"{i:064x}/layer.tar"
+        blobs[name] = raw
+        layer_paths.append(name)
+    cfg = json.dumps({"architecture": "amd64", "os": "linux", "config": config or {},
+                      "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+    cfg_name = ("blobs/sha256/" if modern else "") + hashlib.sha256(cfg).hexdigest() + \
+        ("" if modern else ".json")
+    blobs[cfg_name] = cfg
+    blobs["manifest.json"] = json.dumps([{"Config": cfg_name, "RepoTags": ["test:latest"],
+                                          "Layers": layer_paths}]).encode()
+    if modern:
+        blobs["oci-layout"] = b'{"imageLayoutVersion": "1.0.0"}'
+        blobs["index.json"] = b'{"schemaVersion": 2, "manifests": []}'
+    with tarfile.open(path, "w") as tf:
+        for name, data in blobs.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
