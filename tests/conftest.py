@@ -25,6 +25,10 @@ import pytest
 _TESTS_DIR = str(Path(__file__).resolve().parent)
 if _TESTS_DIR not in sys.path:
     sys.path.insert(0, _TESTS_DIR)
+# The fixture builders (fixtures/*.py) are importable too.
+_FIXTURES_DIR = str(Path(__file__).resolve().parent.parent / "fixtures")
+if _FIXTURES_DIR not in sys.path:
+    sys.path.append(_FIXTURES_DIR)
 
 from support import trees  # noqa: E402
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
 from cli_helpers import ociext4
-from support.fscheck import Entry, compare_snapshots, mounted, snapshot
-from support.oci import make_docker_archive, make_layout, member
+from ocilayouts import cases, make_docker_archive, make_layout, member
+from support.fscheck import Entry, assert_same_tree, compare_snapshots, mounted, snapshot
 
 pytestmark = pytest.mark.needs_root_loop
 
@@ -106,3 +108,30 @@ def test_docker_save_archive_with_a_missing_layer_is_an_error(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr == (f"ociext4: error: {cut}: archive has no member "
                            f"'{1:064x}/layer.tar'\n")
+
+
+def _umoci_rootfs(layout: Path, bundle: Path) -> Path:
+    subprocess.run(["umoci", "unpack", "--image", f"{layout}:latest", str(bundle)], check=True,
+                   capture_output=True)
+    return bundle / "rootfs"
+
+
+needs_umoci = pytest.mark.skipif(shutil.which("umoci") is None, reason="umoci not installed")
+
+
+@needs_umoci
+@pytest.mark.parametrize("compression", [None, "gz", "zst"])
+@pytest.mark.parametrize("case", sorted(cases()))
+def test_each_rule_case_unpacks_like_umoci(tmp_path, case, compression):
+    stack = cases()[case]
+    layout = make_layout(tmp_path / "layout", stack, compression)
+    # umoci reads gzip and plain layers only: a zstd image is compared with
+    # its gzip twin.
+    twin = layout if compression != "zst" else make_layout(tmp_path / "twin", stack, "gz")
+    rootfs = _umoci_rootfs(twin, tmp_path / "bundle")
+    img = tmp_path / "out.img"
+    ociext4("unpack", f"oci:{layout}:latest", img)
+    expected = snapshot(rootfs)
+    # umoci stamps the root directory with its own time and mode.
+    expected["."].mtime_ns = expected["."].mode = None
+    assert_same_tree(expected, img)
