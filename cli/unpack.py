@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import json
 import os
 import sys
 import time
+import uuid
+from typing import Any
 
 from ociext4.errors import SourceError
 from ociext4.ext4 import Ext4Writer
+from ociext4.layers import LayerStats
 from ociext4.ocilayout import Platform
 from ociext4.reference import parse_local
 from ociext4.sources.image import read_image
+
+from .progress import LayerProgress
 
 CONFIG_KEYS = ("Env", "Entrypoint", "Cmd", "WorkingDir", "User", "ExposedPorts", "Labels")
 
@@ -31,8 +38,18 @@ def add_unpack(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     add_image_options(p)
     p.add_argument("--platform", type=Platform.parse,
                    help="os/arch[/variant] (default: the host's)")
-    p.add_argument("--stats", action="store_true", help="print what was written and how fast")
+    p.add_argument("--stats", nargs="?", const="text", choices=["text", "json"],
+                   help="per-stage bytes, entries, seconds and MB/s: a table on stderr, "
+                        "or with --stats=json a JSON document on stdout")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: only when stderr is a terminal)")
     p.set_defaults(run=run_unpack)
+
+
+def derived_uuid(digest: str, purpose: str) -> uuid.UUID:
+    """Same image, same UUID: the manifest digest decides it."""
+    return uuid.UUID(bytes=hashlib.sha256(f"ociext4 {purpose} {digest}".encode()).digest()[:16],
+                     version=5)
 
 
 def run_unpack(args: argparse.Namespace, started: float) -> int:
@@ -42,22 +59,62 @@ def run_unpack(args: argparse.Namespace, started: float) -> int:
     if ref is None:
         raise SourceError(f"{args.source}: pulling from registries is not implemented yet; "
                           "use oci:DIR or docker-archive:FILE")
-    with Ext4Writer(args.output, options_from(args)) as writer:
-        root, image = read_image(ref, writer, args.platform)
+    show = sys.stderr.isatty() if args.progress is None else args.progress
+    layers: list[LayerStats] = []
+    with Ext4Writer(args.output, options_from(args)) as writer, LayerProgress(show) as bar:
+        root, image = read_image(ref, writer, args.platform, progress=bar.update, stats=layers)
         read_done = time.perf_counter()
+        writer.options = dataclasses.replace(
+            writer.options,
+            uuid=writer.options.uuid or derived_uuid(image.manifest_digest, "uuid"),
+            hash_seed=derived_uuid(image.manifest_digest, "hash-seed"))
         info = writer.commit(root)
+    done = time.perf_counter()
+    write_config(args.output, image)
+    if args.stats:
+        report(args.stats, layers, read_done - started, done - read_done, info)
+    return 0
+
+
+def write_config(output: str, image: Any) -> None:
     cfg = image.config.get("config") or {}
     meta = {"manifest": image.manifest_digest,
             "platform": f"{image.config.get('os', '')}/{image.config.get('architecture', '')}",
             "config": {k: cfg[k] for k in CONFIG_KEYS if k in cfg}}
-    tmp = f"{args.output}.json.partial"
+    tmp = f"{output}.json.partial"
     with open(tmp, "w") as f:
         json.dump(meta, f, indent=1, sort_keys=True)
         f.write("\n")
-    os.replace(tmp, f"{args.output}.json")
-    if args.stats:
-        done = time.perf_counter()
-        print(f"{info.path}: {len(image.layers)} layers, {info.size >> 20} MiB, "
-              f"{info.inodes - info.free_inodes} inodes; layers {read_done - started:.2f}s, "
-              f"metadata {done - read_done:.2f}s, total {done - started:.2f}s", file=sys.stderr)
-    return 0
+    os.replace(tmp, f"{output}.json")
+
+
+def _rate(nbytes: int, seconds: float) -> float:
+    return nbytes / seconds / 1e6 if seconds > 0 else 0.0
+
+
+def report(kind: str, layers: list[LayerStats], read_s: float, commit_s: float,
+           info: Any) -> None:
+    stages: list[dict[str, Any]] = [
+        {"stage": f"layer {i + 1}", "digest": st.name, "compression": st.compression,
+         "bytes_in": st.bytes_in, "bytes_out": st.bytes_out, "entries": st.entries,
+         "seconds": round(st.seconds, 3), "mb_per_s": round(_rate(st.bytes_out, st.seconds), 1)}
+        for i, st in enumerate(layers)]
+    used = (info.blocks - info.free_blocks) * 4096
+    stages.append({"stage": "metadata", "bytes_in": 0, "bytes_out": used,
+                   "entries": info.inodes - info.free_inodes, "seconds": round(commit_s, 3),
+                   "mb_per_s": round(_rate(used, commit_s), 1)})
+    total = {"stage": "total", "bytes_in": sum(s.bytes_in for s in layers),
+             "bytes_out": used, "entries": sum(s.entries for s in layers),
+             "seconds": round(read_s + commit_s, 3),
+             "mb_per_s": round(_rate(sum(s.bytes_out for s in layers), read_s + commit_s), 1)}
+    stages.append(total)
+    if kind == "json":
+        # For machines: the only thing on stdout.
+        print(json.dumps({"image": str(info.path), "uuid": str(info.uuid), "stages": stages},
+                         indent=1))
+        return
+    print(f"{'stage':<10} {'in MB':>9} {'out MB':>9} {'entries':>9} {'seconds':>8} {'MB/s':>7}",
+          file=sys.stderr)
+    for s in stages:
+        print(f"{s['stage']:<10} {s['bytes_in'] / 1e6:>9.1f} {s['bytes_out'] / 1e6:>9.1f} "
+              f"{s['entries']:>9} {s['seconds']:>8.2f} {s['mb_per_s']:>7.1f}", file=sys.stderr)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import io
 import struct
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from .compression import open_decompressed
 from .errors import SourceError
@@ -29,6 +30,32 @@ class Limits:
 
     max_meta: int = 1 << 20     # a PAX header, GNU long name or sparse map
     max_path: int = 4096        # a path or link target
+
+
+@dataclass(slots=True)
+class LayerStats:
+    """What reading one layer took; updated as it streams."""
+
+    name: str
+    bytes_in: int = 0       # as stored (compressed)
+    bytes_out: int = 0      # decompressed tar bytes
+    entries: int = 0
+    seconds: float = 0.0
+    compression: str = ""
+
+
+class _Counting(io.RawIOBase):
+    def __init__(self, raw: Any, stats: LayerStats) -> None:
+        super().__init__()
+        self._raw, self._stats = raw, stats
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        n = self._raw.readinto(b) or 0
+        self._stats.bytes_in += n
+        return n
 
 
 @dataclass(slots=True)
@@ -78,13 +105,17 @@ def _decode(tar: object, count: int) -> list[TarEntry]:
 
 def read_entries(stream: BinaryIO, name: str, writer: Ext4Writer,
                  limits: Limits | None = None, chunk: int = CHUNK,
-                 diff_id: str | None = None) -> Iterator[TarEntry]:
+                 diff_id: str | None = None,
+                 stats: LayerStats | None = None) -> Iterator[TarEntry]:
     """The members of a (possibly compressed) tar stream, in order; `chunk`
     is how much is decompressed and handed to C at a time.  With `diff_id`,
-    the decompressed stream must hash to it (checked at its end)."""
+    the decompressed stream must hash to it (checked at its end).  `stats`,
+    if given, is kept up to date as the layer streams."""
     limits = limits or Limits()
-    raw = stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(stream, CHUNK)  # type: ignore[arg-type]
-    data, _ = open_decompressed(raw, name)
+    stats = stats if stats is not None else LayerStats(name)
+    started = time.perf_counter()
+    raw = io.BufferedReader(_Counting(stream, stats), CHUNK)
+    data, stats.compression = open_decompressed(raw, name)
     tar = lib.oe_tar_new(writer.handle, ffi.new("oe_tar_limits *", {
         "max_meta": limits.max_meta, "max_path": limits.max_path}))
     if tar == ffi.NULL:
@@ -107,11 +138,15 @@ def read_entries(stream: BinaryIO, name: str, writer: Ext4Writer,
             break
         if digest is not None:
             digest.update(piece)
+        stats.bytes_out += len(piece)
         check(lib.oe_tar_feed(tar, ffi.from_buffer(piece), len(piece)))
         count = lib.oe_tar_count(tar)
         if count:
+            stats.entries += count
             yield from _decode(tar, count)
             lib.oe_tar_clear(tar)
+        stats.seconds = time.perf_counter() - started
     check(lib.oe_tar_finish(tar))
+    stats.seconds = time.perf_counter() - started
     if digest is not None and "sha256:" + digest.hexdigest() != diff_id:
         raise SourceError(f"{name}: uncompressed layer does not match diff_id {diff_id}")

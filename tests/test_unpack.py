@@ -10,7 +10,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from cli_helpers import ociext4
+from cli_helpers import dumpe2fs, ociext4
 from ocilayouts import cases, make_docker_archive, make_layout, member
 from support.fscheck import Entry, assert_same_tree, compare_snapshots, mounted, snapshot
 
@@ -135,3 +135,29 @@ def test_each_rule_case_unpacks_like_umoci(tmp_path, case, compression):
     # umoci stamps the root directory with its own time and mode.
     expected["."].mtime_ns = expected["."].mode = None
     assert_same_tree(expected, img)
+
+
+def test_stats_json_reports_every_layer_and_the_totals(tmp_path):
+    stack = cases()["file_dir_file"]
+    layout = make_layout(tmp_path / "layout", stack, "gz")
+    proc = ociext4("unpack", f"oci:{layout}", tmp_path / "out.img", "--stats=json",
+                   "--progress")
+    doc = json.loads(proc.stdout)
+    names = [s["stage"] for s in doc["stages"]]
+    assert names == ["layer 1", "layer 2", "layer 3", "metadata", "total"]
+    layer_stats = doc["stages"][:3]
+    assert all(s["compression"] == "gzip" and s["bytes_out"] >= 10240 for s in layer_stats)
+    assert [s["entries"] for s in layer_stats] == [len(layer) for layer in stack]
+
+
+def test_same_image_gives_the_same_bytes_and_a_uuid_from_its_digest(tmp_path):
+    layout = make_layout(tmp_path / "layout", cases()["symlinked_parent"], "gz")
+    a, b = tmp_path / "a.img", tmp_path / "b.img"
+    ociext4("unpack", f"oci:{layout}", a)
+    ociext4("unpack", f"oci:{layout}", b)
+    assert a.read_bytes() == b.read_bytes()
+    other = make_layout(tmp_path / "other", cases()["file_dir_file"], "gz")
+    c = tmp_path / "c.img"
+    ociext4("unpack", f"oci:{other}", c)
+    uuids = {dumpe2fs(p)["Filesystem UUID"] for p in (a, c)}
+    assert len(uuids) == 2

@@ -4,7 +4,7 @@ digest and diff_id while it streams."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,15 +12,21 @@ from ..dockerarchive import DockerArchive
 from ..errors import SourceError
 from ..ext4.writer import Ext4Writer
 from ..flatten import LayerApplier
-from ..layers import Limits, read_entries
+from ..layers import LayerStats, Limits, read_entries
 from ..ocilayout import Image, Layer, Platform, layer_streams, open_image
 from ..reference import LocalRef
 from ..tree import Inode, Tree, new_dir, split_path
 from .tarball import entry_node, link_target
 
+Progress = Callable[[int, int, LayerStats], None]
+
 
 def read_image(ref: LocalRef, writer: Ext4Writer, plat: Platform | None = None,
-               limits: Limits | None = None) -> tuple[Inode, Image]:
+               limits: Limits | None = None, progress: Progress | None = None,
+               stats: list[LayerStats] | None = None) -> tuple[Inode, Image]:
+    """Flattens the image's layers into a tree, their data into `writer`.
+    `progress(layer_index, layer_count, stats)` is called as layers stream;
+    `stats` receives one LayerStats per layer."""
     root = Path(ref.path)
     archive = None
     if ref.transport == "docker-archive":
@@ -31,14 +37,16 @@ def read_image(ref: LocalRef, writer: Ext4Writer, plat: Platform | None = None,
         image = open_image(root, ref.tag, ref.digest, plat)
         streams = layer_streams(root, image)
     try:
-        return _flatten(image, streams, root, writer, limits), image
+        return _flatten(image, streams, root, writer, limits, progress,
+                        stats if stats is not None else []), image
     finally:
         if archive is not None:
             archive.close()
 
 
 def _flatten(image: Image, streams: Iterator[tuple[Layer, Any]], root: Path,
-             writer: Ext4Writer, limits: Limits | None) -> Inode:
+             writer: Ext4Writer, limits: Limits | None, progress: Progress | None,
+             stats: list[LayerStats]) -> Inode:
 
     def release(node: Inode) -> None:
         if node.data is not None:
@@ -46,10 +54,16 @@ def _flatten(image: Image, streams: Iterator[tuple[Layer, Any]], root: Path,
             node.data = None
 
     tree = Tree(new_dir(), on_release=release)
-    for layer, stream in streams:
+    for i, (layer, stream) in enumerate(streams):
         name = f"{root}: layer {layer.digest or layer.member}"
         applier = LayerApplier(tree)
-        for e in read_entries(stream, name, writer, limits, diff_id=layer.diff_id):
+        st = LayerStats(layer.digest or layer.member)
+        stats.append(st)
+        seen = 0
+        for e in read_entries(stream, name, writer, limits, diff_id=layer.diff_id, stats=st):
+            if progress is not None and st.entries != seen:
+                seen = st.entries
+                progress(i, len(image.layers), st)
             parts = split_path(e.name)
             try:
                 if e.type == "1":
@@ -62,4 +76,6 @@ def _flatten(image: Image, streams: Iterator[tuple[Layer, Any]], root: Path,
                 raise SourceError(f"{name}: {err}") from None
             tree.collect()
         applier.finish()
+        if progress is not None:
+            progress(i, len(image.layers), st)
     return tree.root
