@@ -17,7 +17,9 @@ BZIP2_MAGIC = b"BZh"
 def sniff(head: bytes) -> str:
     if head.startswith(GZIP_MAGIC):
         return "gzip"
-    if head.startswith(ZSTD_MAGIC):
+    # A zstd stream may open with a skippable frame (magic 0x184D2A5?).
+    if head.startswith(ZSTD_MAGIC) or (len(head) >= 4 and head[0] & 0xF0 == 0x50
+                                       and head[1:4] == b"\x2a\x4d\x18"):
         return "zstd"
     if head.startswith(XZ_MAGIC):
         return "xz"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import struct
 
 import pytest
 import zstandard
@@ -47,3 +48,17 @@ def test_sniff_needs_only_the_first_bytes():
     assert sniff(b"\x1f\x8b") == "gzip"
     assert sniff(b"\x28\xb5\x2f\xfd") == "zstd"
     assert sniff(b"") == "plain"
+
+
+def test_zstd_with_skippable_frames_reads_the_real_frames():
+    c = zstandard.ZstdCompressor()
+    skip = struct.pack("<II", 0x184D2A50, 5) + b"hello"
+    data = skip + c.compress(b"a" * 10) + skip + c.compress(b"b" * 10)
+    stream, kind = open_decompressed(io.BufferedReader(io.BytesIO(data)), "x")
+    assert kind == "zstd" and stream.read() == b"a" * 10 + b"b" * 10
+
+
+def test_estargz_style_gzip_of_one_member_per_file_reads_whole():
+    members = [gzip.compress(bytes([i]) * 1000) for i in range(50)]
+    stream, _ = open_decompressed(io.BufferedReader(io.BytesIO(b"".join(members))), "x")
+    assert stream.read() == b"".join(bytes([i]) * 1000 for i in range(50))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import shutil
@@ -161,3 +162,21 @@ def test_same_image_gives_the_same_bytes_and_a_uuid_from_its_digest(tmp_path):
     ociext4("unpack", f"oci:{other}", c)
     uuids = {dumpe2fs(p)["Filesystem UUID"] for p in (a, c)}
     assert len(uuids) == 2
+
+
+def test_layer_whose_media_type_says_gzip_but_holds_zstd_is_read_by_its_bytes(tmp_path):
+    layout = make_layout(tmp_path / "layout", cases()["file_dir_file"], "zst")
+    index = json.loads((layout / "index.json").read_text())
+    mpath = layout / "blobs/sha256" / index["manifests"][0]["digest"][7:]
+    manifest = json.loads(mpath.read_text())
+    for layer in manifest["layers"]:
+        layer["mediaType"] = "application/vnd.oci.image.layer.v1.tar+gzip"
+    data = json.dumps(manifest).encode()
+    digest = hashlib.sha256(data).hexdigest()
+    (layout / "blobs/sha256" / digest).write_bytes(data)
+    index["manifests"][0].update({"digest": "sha256:" + digest, "size": len(data)})
+    (layout / "index.json").write_text(json.dumps(index))
+    img = tmp_path / "out.img"
+    ociext4("unpack", f"oci:{layout}", img)
+    with mounted(img) as mnt:
+        assert (mnt / "p").read_bytes() == b"file again"
