@@ -30,6 +30,7 @@ class LayerApplier:
         self._opaque: list[Inode] = []
         # Touched directories stay referenced so their ids stay unique.
         self._alive: dict[int, Inode] = {}
+        self._last_trail: list[tuple[Inode, bytes]] | None = None
 
     def put(self, parts: list[bytes], node: Inode) -> Inode | None:
         """Applies one entry; returns None when it was a marker, not a file."""
@@ -50,12 +51,14 @@ class LayerApplier:
     def _place(self, parts: list[bytes], node: Inode) -> Inode:
         # The entry and every directory on its way (through symlinks too)
         # belong to this layer as far as its own whiteouts are concerned.
-        trail: list[tuple[Inode, bytes]] = []
-        parent = self.tree.parent_dir(parts, new_dir, trail)
-        trail.append((parent, parts[-1]))
-        for d, name in trail:
-            self._touched.add((id(d), name))
-            self._alive[id(d)] = d
+        parent, trail = self.tree.parent_and_trail(parts, new_dir)
+        if trail is not self._last_trail:  # entries of one directory come together
+            self._last_trail = trail
+            for d, name in trail:
+                self._touched.add((id(d), name))
+                self._alive[id(d)] = d
+        self._touched.add((id(parent), parts[-1]))
+        self._alive[id(parent)] = parent
         return self.tree.put(parts, node, new_dir)
 
     def _marker(self, parts: list[bytes]) -> None:

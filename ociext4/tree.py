@@ -132,11 +132,16 @@ class Tree:
             stack.append(child)
         return stack
 
-    def parent_dir(self, parts: list[bytes], create: Callable[[], Inode] | None = None,
-                   trail: list[tuple[Inode, bytes]] | None = None) -> Inode:
-        """The directory that holds the last component of `parts`.  `trail`
-        gets the (directory, name) steps taken to reach it, symlinks followed
-        included."""
+    def parent_dir(self, parts: list[bytes],
+                   create: Callable[[], Inode] | None = None) -> Inode:
+        """The directory that holds the last component of `parts`."""
+        return self.parent_and_trail(parts, create)[0]
+
+    def parent_and_trail(self, parts: list[bytes], create: Callable[[], Inode] | None = None
+                         ) -> tuple[Inode, list[tuple[Inode, bytes]]]:
+        """The parent directory and the (directory, name) steps taken to reach
+        it, symlinks followed included.  The steps list is shared between
+        calls that hit the same cached parent: do not change it."""
         key = tuple(parts[:-1])
         cached = self._parents.get(key)
         if cached is None:
@@ -146,9 +151,7 @@ class Tree:
                 raise UnsafePathError(
                     f"parent of {b'/'.join(parts).decode(errors='replace')!r} does not exist")
             cached = self._parents[key] = (found[-1], steps)
-        if trail is not None:
-            trail.extend(cached[1])
-        return cached[0]
+        return cached
 
     def lookup(self, parts: list[bytes]) -> Inode | None:
         if not parts:
