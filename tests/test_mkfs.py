@@ -230,3 +230,14 @@ def test_image_written_inside_its_source_directory_is_left_out(tmp_path):
     expected = snapshot(src)
     expected["."].mtime_ns = None  # creating and removing out.img changed it
     assert_same_tree(expected, tmp)
+
+
+def test_times_e2fsck_reads_as_pre_1970_are_moved_before_2310(tmp_path):
+    from ociext4.ext4.plan import AMBIGUOUS_START_NS
+
+    ns_2350 = 11_992_320_000 * 10**9 + 5
+    src = trees.make_tree(tmp_path / "src", [trees.File("f", b"x", mtime_ns=ns_2350)])
+    img = mkfs(src, tmp_path / "out.img")
+    e2fsck_clean(img)
+    with mounted(img) as mnt:
+        assert os.lstat(mnt / "f").st_mtime_ns == AMBIGUOUS_START_NS - 1

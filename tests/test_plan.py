@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from ociext4.ext4.plan import (
+    AMBIGUOUS_END_NS,
+    AMBIGUOUS_START_NS,
     MAX_TIME_NS,
     MIN_FREE_BYTES,
     MIN_TIME_NS,
@@ -46,3 +48,9 @@ def test_times_outside_ext4_range_are_clamped():
     assert clamp_time_ns(-(10**30)) == MIN_TIME_NS
     assert clamp_time_ns(10**30) == MAX_TIME_NS
     assert clamp_time_ns(123) == 123
+
+
+def test_times_e2fsck_would_read_as_pre_1970_are_stored_just_before_2310():
+    assert clamp_time_ns(AMBIGUOUS_START_NS + 5) == AMBIGUOUS_START_NS - 1
+    assert clamp_time_ns(AMBIGUOUS_END_NS - 1) == AMBIGUOUS_START_NS - 1
+    assert clamp_time_ns(AMBIGUOUS_END_NS) == AMBIGUOUS_END_NS  # 2378 on is unambiguous

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from support.fscheck import Entry, assert_same_tree
 
 from ociext4.ext4 import Ext4Options, Ext4Writer
+from ociext4.ext4.plan import AMBIGUOUS_END_NS, AMBIGUOUS_START_NS
 from ociext4.tree import (
     S_IFBLK,
     S_IFCHR,
@@ -27,7 +28,9 @@ pytestmark = pytest.mark.needs_root_loop
 
 names = st.binary(min_size=1, max_size=40).filter(
     lambda n: b"/" not in n and b"\0" not in n and n not in (b".", b"..", b"lost+found"))
-times = st.integers(min_value=-(2**31) * 10**9, max_value=(2**34 - 2**31 - 1) * 10**9)
+# The whole ext4 range but 2310-2378, which the writer moves (see plan.py).
+times = st.integers(min_value=-(2**31) * 10**9, max_value=(2**34 - 2**31 - 1) * 10**9).filter(
+    lambda ns: not AMBIGUOUS_START_NS <= ns < AMBIGUOUS_END_NS)
 ids = st.integers(min_value=0, max_value=2**32 - 2)
 perms = st.integers(min_value=0, max_value=0o7777)
 xattr_names = st.sampled_from(["user.a", "user.long.name.here", "trusted.t", "security.s"])

@@ -70,5 +70,15 @@ def plan(*, used_blocks: int, entries: int, size: int | None, free: int | None,
     )
 
 
+# e2fsck reads times from 2310-04-04 to 2378-04-22 (epoch bits 3, the low
+# word's sign bit set) as an old kernel's encoding of a date before 1970 and
+# offers to fix them; such times are stored as the last second before.
+AMBIGUOUS_START_NS = (3 * 2**32 - 2**31) * 10**9
+AMBIGUOUS_END_NS = 3 * 2**32 * 10**9
+
+
 def clamp_time_ns(ns: int) -> int:
-    return min(max(ns, MIN_TIME_NS), MAX_TIME_NS)
+    ns = min(max(ns, MIN_TIME_NS), MAX_TIME_NS)
+    if AMBIGUOUS_START_NS <= ns < AMBIGUOUS_END_NS:
+        return AMBIGUOUS_START_NS - 1
+    return ns
