@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import queue
 import struct
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -56,6 +58,33 @@ class _Counting(io.RawIOBase):
         n = self._raw.readinto(b) or 0
         self._stats.bytes_in += n
         return n
+
+
+class _BackgroundHash:
+    """sha256 on another thread: hashlib lets go of the GIL on big buffers,
+    so the digest is computed while this thread feeds the writer."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (piece := self._queue.get()) is not None:
+            self._hash.update(piece)
+
+    def update(self, piece: bytes) -> None:
+        self._queue.put(piece)
+
+    def hexdigest(self) -> str:
+        self.close()
+        return self._hash.hexdigest()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
 
 
 @dataclass(slots=True)
@@ -126,7 +155,19 @@ def read_entries(stream: BinaryIO, name: str, writer: Ext4Writer,
         if rc != 0:
             raise SourceError(f"{name}: {ffi.string(lib.oe_tar_error(tar)).decode()}")
 
-    digest = hashlib.sha256() if diff_id is not None else None
+    digest = _BackgroundHash() if diff_id is not None else None
+    try:
+        yield from _feed(data, tar, check, chunk, digest, stats, started, name)
+    finally:
+        if digest is not None:
+            digest.close()
+    if digest is not None and "sha256:" + digest.hexdigest() != diff_id:
+        raise SourceError(f"{name}: uncompressed layer does not match diff_id {diff_id}")
+
+
+def _feed(data: BinaryIO, tar: Any, check: Callable[[int], None], chunk: int,
+          digest: _BackgroundHash | None, stats: LayerStats, started: float,
+          name: str) -> Iterator[TarEntry]:
     while True:
         try:
             piece = data.read(chunk)
@@ -148,5 +189,3 @@ def read_entries(stream: BinaryIO, name: str, writer: Ext4Writer,
         stats.seconds = time.perf_counter() - started
     check(lib.oe_tar_finish(tar))
     stats.seconds = time.perf_counter() - started
-    if digest is not None and "sha256:" + digest.hexdigest() != diff_id:
-        raise SourceError(f"{name}: uncompressed layer does not match diff_id {diff_id}")
