@@ -145,6 +145,12 @@ class Ext4Writer:
     def discard(self, handle: int) -> None:
         self._check(lib.oe_file_discard(self._w, handle))
 
+    def release(self, node: Inode) -> None:
+        """Frees the data of a file that lost its last name (Tree's on_release)."""
+        if node.data is not None:
+            self.discard(node.data)
+            node.data = None
+
     def abort(self) -> None:
         if self._fd is not None:
             os.close(self._fd)

@@ -48,12 +48,7 @@ def _flatten(image: Image, streams: Iterator[tuple[Layer, Any]], root: Path,
              writer: Ext4Writer, limits: Limits | None, progress: Progress | None,
              stats: list[LayerStats]) -> Inode:
 
-    def release(node: Inode) -> None:
-        if node.data is not None:
-            writer.discard(node.data)
-            node.data = None
-
-    tree = Tree(new_dir(), on_release=release)
+    tree = Tree(new_dir(), on_release=writer.release)
     for i, (layer, stream) in enumerate(streams):
         name = f"{root}: layer {layer.digest or layer.member}"
         applier = LayerApplier(tree)
@@ -71,7 +66,7 @@ def _flatten(image: Image, streams: Iterator[tuple[Layer, Any]], root: Path,
                 else:
                     node = entry_node(e)
                     if applier.put(parts, node) is None:
-                        release(node)  # a whiteout marker or eStargz file
+                        writer.release(node)  # a whiteout marker or eStargz file
             except SourceError as err:
                 raise SourceError(f"{name}: {err}") from None
             tree.collect()

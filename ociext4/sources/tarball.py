@@ -28,7 +28,7 @@ def read_tar(stream: BinaryIO, name: str, writer: Ext4Writer,
              limits: Limits | None = None) -> Inode:
     """Applies the archive's members in order (later duplicates win) and
     returns the root of the resulting tree."""
-    tree = Tree(new_dir(), on_release=lambda node: _release(writer, node))
+    tree = Tree(new_dir(), on_release=writer.release)
     for entry in read_entries(stream, name, writer, limits):
         try:
             _apply(tree, entry)
@@ -36,12 +36,6 @@ def read_tar(stream: BinaryIO, name: str, writer: Ext4Writer,
             raise SourceError(f"{name}: {e}") from None
         tree.collect()
     return tree.root
-
-
-def _release(writer: Ext4Writer, node: Inode) -> None:
-    if node.data is not None:
-        writer.discard(node.data)
-        node.data = None
 
 
 def entry_node(e: TarEntry) -> Inode:
