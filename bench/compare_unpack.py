@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -60,6 +59,16 @@ class Step:
     times: list[float] = field(default_factory=list)
     median: float | None = None
     peak_rss_bytes: list[int] = field(default_factory=list)
+    # CPU seconds of the tool's process (user, system), from wait4.
+    cpu_user: list[float] = field(default_factory=list)
+    cpu_sys: list[float] = field(default_factory=list)
+
+    def record(self, seconds: float, usage: os.struct_rusage | None = None) -> None:
+        self.times.append(seconds)
+        if usage is not None:
+            self.peak_rss_bytes.append(usage.ru_maxrss * 1024)  # ru_maxrss is KiB on Linux
+            self.cpu_user.append(usage.ru_utime)
+            self.cpu_sys.append(usage.ru_stime)
 
 
 def log(msg: str) -> None:
@@ -114,8 +123,8 @@ def inflate_to_nothing(blobs: list[Path]) -> int:
     return total
 
 
-def run_measured(cmd: list[str]) -> tuple[float, int]:
-    """Run cmd; returns (seconds, peak RSS in bytes of it and its waited children)."""
+def run_measured(cmd: list[str]) -> tuple[float, os.struct_rusage]:
+    """Run cmd; returns (seconds, its rusage: peak RSS, CPU times)."""
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert p.stdout is not None
@@ -131,7 +140,7 @@ def run_measured(cmd: list[str]) -> tuple[float, int]:
             f"bench: {' '.join(cmd)} failed (rc {p.returncode}):\n"
             + output.decode(errors="replace")[-4000:]
         )
-    return dt, usage.ru_maxrss * 1024  # ru_maxrss is in KiB on Linux
+    return dt, usage
 
 
 def fsync_file(path: Path) -> None:
@@ -224,9 +233,14 @@ def main(argv: list[str] | None = None) -> int:
         # Interleave the steps so drift (other load on the machine) hits all alike.
         for rep in range(args.repeat):
             tag = f"bench: run {rep + 1}/{args.repeat}"
+            # The previous run's deleted bundle is still being written back.
+            os.sync()
+            # Again each run: the 5 GB written and deleted by the previous run
+            # can push the blobs out of the page cache (run 2 was 2-3x slower).
+            warm(blobs)
             t0 = time.perf_counter()
             inflated = inflate_to_nothing(blobs)
-            steps["floor"].times.append(time.perf_counter() - t0)
+            steps["floor"].record(time.perf_counter() - t0)
             log(f"{tag} floor: {steps['floor'].times[-1]:.2f} s ({inflated / 2**20:.0f} MiB)")
 
             img_ours.unlink(missing_ok=True)
@@ -235,10 +249,10 @@ def main(argv: list[str] | None = None) -> int:
             os.sync()
             cmd = [ociext4, "unpack", ref, str(img_ours)] + (["--no-fsync"] if args.no_fsync
                                                              else [])
-            dt, rss = run_measured(cmd)
-            steps["ociext4"].times.append(dt)
-            steps["ociext4"].peak_rss_bytes.append(rss)
-            log(f"{tag} ociext4 unpack: {dt:.2f} s, peak RSS {rss / 2**20:.0f} MiB")
+            dt, usage = run_measured(cmd)
+            steps["ociext4"].record(dt, usage)
+            log(f"{tag} ociext4 unpack: {dt:.2f} s ({usage.ru_utime:.1f} s user, "
+                f"{usage.ru_stime:.1f} s sys), peak RSS {usage.ru_maxrss / 1024:.0f} MiB")
             if rep == 0:
                 fsck_result["ociext4"], fsck_output["ociext4"] = fsck(img_ours)
             img_ours.unlink(missing_ok=True)
@@ -246,21 +260,19 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(bundle, ignore_errors=True)
             img_mkfs.unlink(missing_ok=True)
             os.sync()
-            dt_u, rss_u = run_measured(["umoci", "unpack", "--image", f"{layout}:{args.tag}",
+            dt_u, usage = run_measured(["umoci", "unpack", "--image", f"{layout}:{args.tag}",
                                         str(bundle)])
-            steps["umoci"].times.append(dt_u)
-            steps["umoci"].peak_rss_bytes.append(rss_u)
+            steps["umoci"].record(dt_u, usage)
             if rep == 0:
                 # Sized once, outside the timings, from the first bundle.
                 entries, used = tree_size(bundle / "rootfs")
                 size = max(int(used * HEADROOM), int(entries * INODE_RATIO * 1.1))
                 mkfs_size_k = (size // 1024 + 3) // 4 * 4
             # mkfs.ext4 fsyncs the image itself before it exits.
-            dt_m, rss_m = run_measured(["mkfs.ext4", "-q", "-F", "-E", "root_owner=0:0", "-d",
+            dt_m, usage = run_measured(["mkfs.ext4", "-q", "-F", "-E", "root_owner=0:0", "-d",
                                         str(bundle / "rootfs"), str(img_mkfs), f"{mkfs_size_k}k"])
-            steps["mkfs"].times.append(dt_m)
-            steps["mkfs"].peak_rss_bytes.append(rss_m)
-            steps["umoci+mkfs"].times.append(dt_u + dt_m)
+            steps["mkfs"].record(dt_m, usage)
+            steps["umoci+mkfs"].record(dt_u + dt_m)
             log(f"{tag} umoci unpack: {dt_u:.2f} s, mkfs.ext4 -d: {dt_m:.2f} s")
             if rep == 0:
                 fsck_result["mkfs"], fsck_output["mkfs"] = fsck(img_mkfs)
@@ -298,7 +310,9 @@ def main(argv: list[str] | None = None) -> int:
             "mke2fs": subprocess.run(["mke2fs", "-V"], capture_output=True,
                                      text=True).stderr.splitlines()[0],
         },
-        "cpu_seconds_children": resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime,
+        # The tools run from this checkout (pip install -e): say which one.
+        "commit": subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+                                 capture_output=True, text=True).stdout.strip() or None,
     }
     ok = all(v == "pass" for v in fsck_result.values())
     if args.json:
@@ -307,14 +321,18 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"layout: {layout} ({len(blobs)} layers, {gz_bytes / 2**20:.0f} MiB gzip, "
           f"{inflated / 2**20:.0f} MiB tar; rootfs {entries} entries), {args.repeat} runs, "
-          f"{'fsync' if not args.no_fsync else 'no fsync'} for ociext4")
-    hdr = f"{'step':<24} {'median s':>9} {'min s':>8} {'max s':>8} {'peak RSS MiB':>13}"
+          f"{'fsync' if not args.no_fsync else 'no fsync'} for ociext4, "
+          f"checkout {report['commit']}")
+    hdr = (f"{'step':<24} {'median s':>9} {'min s':>8} {'max s':>8} {'user s':>7} {'sys s':>6} "
+           f"{'peak RSS MiB':>13}")
     print(hdr)
     print("-" * len(hdr))
     for s in steps.values():
         peak = f"{max(s.peak_rss_bytes) / 2**20:.0f}" if s.peak_rss_bytes else "-"
+        user = f"{statistics.median(s.cpu_user):.1f}" if s.cpu_user else "-"
+        sys_ = f"{statistics.median(s.cpu_sys):.1f}" if s.cpu_sys else "-"
         print(f"{s.label:<24} {s.median:>9.2f} {min(s.times):>8.2f} {max(s.times):>8.2f} "
-              f"{peak:>13}")
+              f"{user:>7} {sys_:>6} {peak:>13}")
     print()
     print(f"ociext4 / floor:           {report['ociext4_over_floor']:.2f}x "
           f"(target <= {TARGET_FLOOR_RATIO}x)")
