@@ -30,6 +30,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "fixtures"))
+from _common import fsck, fsync_file  # noqa: E402  (bench/ is sys.path[0])
 from _debtree import tar_tree  # noqa: E402
 
 COLUMNS = ("mke2fs", "dir", "tar", "gz")
@@ -119,21 +120,6 @@ def drop_caches() -> None:
         Path("/proc/sys/vm/drop_caches").write_text("3\n")
     except OSError as e:
         raise SystemExit(f"bench: --cold needs to write /proc/sys/vm/drop_caches: {e}") from e
-
-
-def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsck(img: Path) -> tuple[str, str]:
-    p = subprocess.run(
-        ["e2fsck", "-fn", str(img)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    return ("pass" if p.returncode == 0 else f"fail (rc {p.returncode})"), p.stdout
 
 
 def parse_only(value: str) -> list[str]:

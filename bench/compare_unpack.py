@@ -33,6 +33,8 @@ from typing import Any
 from isal import isal_zlib
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+from _common import fsck  # noqa: E402
 
 STEPS = ("floor", "ociext4", "umoci", "mkfs", "umoci+mkfs")
 LABELS = {
@@ -141,21 +143,6 @@ def run_measured(cmd: list[str]) -> tuple[float, os.struct_rusage]:
             + output.decode(errors="replace")[-4000:]
         )
     return dt, usage
-
-
-def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsck(img: Path) -> tuple[str, str]:
-    p = subprocess.run(
-        ["e2fsck", "-fn", str(img)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    return ("pass" if p.returncode == 0 else f"fail (rc {p.returncode})"), p.stdout
 
 
 def tree_size(root: Path) -> tuple[int, int]:
