@@ -24,7 +24,6 @@ typedef struct {
 typedef struct {
     uint64_t ext_first;
     uint64_t ext_count;
-    uint64_t size;
     uint64_t blocks;
     int discarded;
     int open;

@@ -512,7 +512,6 @@ int oe_file_copy_fd(oe_writer *w, int fd, uint64_t size)
             return -1;
         pos = (uint64_t)hole;
     }
-    w->files[w->cur].size = size;
     return 0;
 }
 
@@ -528,8 +527,6 @@ int oe_file_end(oe_writer *w)
     b = in ? tail_block(w, f, w->cur_pos, NULL) : NULL;
     if (b)
         memset(b + in, 0, OE_BLOCK_SIZE - in);
-    if (f->size < w->cur_pos)
-        f->size = w->cur_pos;
     f->open = 0;
     w->cur = -1;
     return 0;

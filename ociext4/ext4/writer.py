@@ -75,7 +75,6 @@ class Ext4Writer:
             self.abort()
             raise ImageError(f"{self.path}: {ffi.string(err).decode()}")
         self._w = ffi.gc(w, lib.oe_close)
-        self.files = 0
 
     @property
     def file_id(self) -> tuple[int, int]:
@@ -104,7 +103,6 @@ class Ext4Writer:
     def _begin(self) -> int:
         handle = ffi.new("int64_t *")
         self._check(lib.oe_file_begin(self._w, handle))
-        self.files += 1
         return int(handle[0])
 
     def add_bytes(self, data: bytes) -> int:
