@@ -239,12 +239,14 @@ def _flatten(root: Inode, timestamp: int) -> Packed:
         records.append(lost_found)
         parents.append(0)
     pending = [root]
+    names_of: dict[int, list[bytes]] = {}  # record index -> its sorted entry names
     while pending:
         d = pending.pop()
         assert d.children is not None
         di = index[id(d)]
         subdirs = []
-        for name in sorted(d.children):
+        names_of[di] = sorted(d.children)
+        for name in names_of[di]:
             child = d.children[name]
             if id(child) not in index:
                 index[id(child)] = len(records)
@@ -275,7 +277,7 @@ def _flatten(root: Inode, timestamp: int) -> Packed:
             assert node.children is not None
             n_dirs += 1
             subdirs = 0
-            for name in sorted(node.children):
+            for name in names_of[i]:
                 child = node.children[name]
                 if len(name) > 255:
                     raise ImageError(f"name {name[:40]!r}... is longer than 255 bytes")
