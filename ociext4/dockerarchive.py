@@ -96,8 +96,8 @@ class DockerArchive:
         for layer in image.layers:
             stream = self._open(layer.member)
             if layer.digest:
-                reader = VerifyingReader(stream, layer, str(self.path))  # type: ignore[arg-type]
-                yield layer, reader
-                reader.check()
+                with VerifyingReader(stream, layer, str(self.path)) as reader:  # type: ignore[arg-type]
+                    yield layer, reader
+                    reader.check()
             else:
                 yield layer, stream

@@ -6,20 +6,19 @@ image as it goes; Python sees each member once, as a TarEntry, in batches.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import queue
 import struct
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from .compression import open_decompressed
+from .compression import decompressed
 from .errors import SourceError
 from .ext4._writer import ffi, lib
 from .ext4.writer import Ext4Writer
+from .hashing import BackgroundHash
+from .prefetch import Prefetch
 
 CHUNK = 1 << 20
 _ENTRY = struct.Struct("<IIQQqqIIIIIIQQIIQQqQ")
@@ -58,33 +57,6 @@ class _Counting(io.RawIOBase):
         n = self._raw.readinto(b) or 0
         self._stats.bytes_in += n
         return n
-
-
-class _BackgroundHash:
-    """sha256 on another thread: hashlib lets go of the GIL on big buffers,
-    so the digest is computed while this thread feeds the writer."""
-
-    def __init__(self) -> None:
-        self._hash = hashlib.sha256()
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (piece := self._queue.get()) is not None:
-            self._hash.update(piece)
-
-    def update(self, piece: bytes) -> None:
-        self._queue.put(piece)
-
-    def hexdigest(self) -> str:
-        self.close()
-        return self._hash.hexdigest()
-
-    def close(self) -> None:
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
 
 
 @dataclass(slots=True)
@@ -144,7 +116,7 @@ def read_entries(stream: BinaryIO, name: str, writer: Ext4Writer,
     stats = stats if stats is not None else LayerStats(name)
     started = time.perf_counter()
     raw = io.BufferedReader(_Counting(stream, stats), CHUNK)
-    data, stats.compression = open_decompressed(raw, name)
+    stats.compression, pieces = decompressed(raw, name, chunk)
     tar = lib.oe_tar_new(writer.handle, ffi.new("oe_tar_limits *", {
         "max_meta": limits.max_meta, "max_path": limits.max_path}))
     if tar == ffi.NULL:
@@ -155,9 +127,12 @@ def read_entries(stream: BinaryIO, name: str, writer: Ext4Writer,
         if rc != 0:
             raise SourceError(f"{name}: {ffi.string(lib.oe_tar_error(tar)).decode()}")
 
-    digest = _BackgroundHash() if diff_id is not None else None
+    digest = BackgroundHash() if diff_id is not None else None
+    # Inflating runs a piece ahead on another thread while this one parses
+    # and writes: the two halves of the work take about as long as each other.
     try:
-        yield from _feed(data, tar, check, chunk, digest, stats, started, name)
+        with Prefetch(pieces) as ahead:
+            yield from _feed(ahead, tar, check, digest, stats, started)
     finally:
         if digest is not None:
             digest.close()
@@ -165,18 +140,10 @@ def read_entries(stream: BinaryIO, name: str, writer: Ext4Writer,
         raise SourceError(f"{name}: uncompressed layer does not match diff_id {diff_id}")
 
 
-def _feed(data: BinaryIO, tar: Any, check: Callable[[int], None], chunk: int,
-          digest: _BackgroundHash | None, stats: LayerStats, started: float,
-          name: str) -> Iterator[TarEntry]:
-    while True:
-        try:
-            piece = data.read(chunk)
-        except (OSError, ValueError, EOFError) as e:
-            if isinstance(e, OSError) and e.errno is not None:
-                raise
-            raise SourceError(f"{name}: cannot decompress ({e})") from None
-        if not piece:
-            break
+def _feed(pieces: Iterable[bytes], tar: Any, check: Callable[[int], None],
+          digest: BackgroundHash | None, stats: LayerStats,
+          started: float) -> Iterator[TarEntry]:
+    for piece in pieces:
         if digest is not None:
             digest.update(piece)
         stats.bytes_out += len(piece)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from .errors import SourceError
+from .hashing import BackgroundHash
 
 INDEX_TYPES = {"application/vnd.oci.image.index.v1+json",
                "application/vnd.docker.distribution.manifest.list.v2+json"}
@@ -175,7 +176,8 @@ class VerifyingReader(io.RawIOBase):
     def __init__(self, f: BinaryIO, layer: Layer, name: str) -> None:
         super().__init__()
         self._f, self._layer, self._name = f, layer, name
-        self._hash = hashlib.sha256()
+        # Hashed on another thread: the reading thread is the one inflating.
+        self._hash = BackgroundHash()
         self._n = 0
 
     def readable(self) -> bool:
@@ -184,9 +186,13 @@ class VerifyingReader(io.RawIOBase):
     def readinto(self, b: Any) -> int:
         n = self._f.readinto(b)  # type: ignore[attr-defined]
         if n:
-            self._hash.update(memoryview(b)[:n])
+            self._hash.update(bytes(memoryview(b)[:n]))
             self._n += n
         return n or 0
+
+    def close(self) -> None:
+        self._hash.close()
+        super().close()
 
     def check(self) -> None:
         buf = bytearray(1 << 20)
@@ -205,7 +211,6 @@ def layer_streams(root: Path, image: Image) -> Iterator[tuple[Layer, VerifyingRe
             f = open(path, "rb", buffering=1 << 20)  # noqa: SIM115 - closed below
         except FileNotFoundError:
             raise SourceError(f"{root}: layer blob {layer.digest} is missing") from None
-        with f:
-            reader = VerifyingReader(f, layer, str(root))
+        with f, VerifyingReader(f, layer, str(root)) as reader:
             yield layer, reader
             reader.check()

@@ -9,7 +9,7 @@ import struct
 import pytest
 import zstandard
 
-from ociext4.compression import open_decompressed, sniff
+from ociext4.compression import decompressed, sniff
 from ociext4.errors import SourceError
 
 PAYLOAD = b"hello tar" * 1000
@@ -21,27 +21,27 @@ PAYLOAD = b"hello tar" * 1000
     (PAYLOAD, "plain"),
 ])
 def test_sniffed_stream_decompresses_to_the_payload(data, kind):
-    stream, found = open_decompressed(io.BufferedReader(io.BytesIO(data)), "x")
+    found, pieces = decompressed(io.BufferedReader(io.BytesIO(data)), "x")
     assert found == kind
-    assert stream.read() == PAYLOAD
+    assert b"".join(pieces) == PAYLOAD
 
 
 def test_multi_member_gzip_reads_every_member():
     data = gzip.compress(b"a" * 10) + gzip.compress(b"b" * 10)
-    stream, _ = open_decompressed(io.BufferedReader(io.BytesIO(data)), "x")
-    assert stream.read() == b"a" * 10 + b"b" * 10
+    _, pieces = decompressed(io.BufferedReader(io.BytesIO(data)), "x")
+    assert b"".join(pieces) == b"a" * 10 + b"b" * 10
 
 
 def test_multi_frame_zstd_reads_every_frame():
     c = zstandard.ZstdCompressor()
     data = c.compress(b"a" * 10) + c.compress(b"b" * 10)
-    stream, _ = open_decompressed(io.BufferedReader(io.BytesIO(data)), "x")
-    assert stream.read() == b"a" * 10 + b"b" * 10
+    _, pieces = decompressed(io.BufferedReader(io.BytesIO(data)), "x")
+    assert b"".join(pieces) == b"a" * 10 + b"b" * 10
 
 
 def test_xz_is_refused_with_the_input_named():
     with pytest.raises(SourceError, match="layer.tar: xz"):
-        open_decompressed(io.BufferedReader(io.BytesIO(b"\xfd7zXZ\x00rest")), "layer.tar")
+        decompressed(io.BufferedReader(io.BytesIO(b"\xfd7zXZ\x00rest")), "layer.tar")
 
 
 def test_sniff_needs_only_the_first_bytes():
@@ -54,11 +54,50 @@ def test_zstd_with_skippable_frames_reads_the_real_frames():
     c = zstandard.ZstdCompressor()
     skip = struct.pack("<II", 0x184D2A50, 5) + b"hello"
     data = skip + c.compress(b"a" * 10) + skip + c.compress(b"b" * 10)
-    stream, kind = open_decompressed(io.BufferedReader(io.BytesIO(data)), "x")
-    assert kind == "zstd" and stream.read() == b"a" * 10 + b"b" * 10
+    kind, pieces = decompressed(io.BufferedReader(io.BytesIO(data)), "x")
+    assert kind == "zstd" and b"".join(pieces) == b"a" * 10 + b"b" * 10
 
 
 def test_estargz_style_gzip_of_one_member_per_file_reads_whole():
     members = [gzip.compress(bytes([i]) * 1000) for i in range(50)]
-    stream, _ = open_decompressed(io.BufferedReader(io.BytesIO(b"".join(members))), "x")
-    assert stream.read() == b"".join(bytes([i]) * 1000 for i in range(50))
+    _, pieces = decompressed(io.BufferedReader(io.BytesIO(b"".join(members))), "x")
+    assert b"".join(pieces) == b"".join(bytes([i]) * 1000 for i in range(50))
+
+
+def test_gzip_bomb_comes_out_in_pieces_no_larger_than_asked():
+    data = gzip.compress(b"\0" * (8 << 20))
+    _, pieces = decompressed(io.BufferedReader(io.BytesIO(data)), "x", piece=1 << 16)
+    sizes = [len(p) for p in pieces]
+    assert max(sizes) <= 1 << 16 and sum(sizes) == 8 << 20
+
+
+def test_truncated_gzip_is_an_error_naming_the_input():
+    data = gzip.compress(PAYLOAD * 10)[:-20]
+    _, pieces = decompressed(io.BufferedReader(io.BytesIO(data)), "layer.tgz")
+    with pytest.raises(SourceError, match="layer.tgz: gzip stream is truncated"):
+        b"".join(pieces)
+
+
+def test_corrupt_gzip_is_an_error_naming_the_input():
+    data = bytearray(gzip.compress(bytes(range(256)) * 100))
+    data[20:40] = b"\xff" * 20
+    _, pieces = decompressed(io.BufferedReader(io.BytesIO(bytes(data))), "layer.tgz")
+    with pytest.raises(SourceError, match="layer.tgz: cannot decompress gzip"):
+        b"".join(pieces)
+
+
+def test_zero_padding_after_gzip_is_ignored_but_other_trailing_data_is_not():
+    data = gzip.compress(PAYLOAD)
+    _, pieces = decompressed(io.BufferedReader(io.BytesIO(data + b"\0" * 1000)), "x")
+    assert b"".join(pieces) == PAYLOAD
+    _, pieces = decompressed(io.BufferedReader(io.BytesIO(data + b"junk")), "x")
+    with pytest.raises(SourceError, match="x: data after the end of the gzip stream"):
+        b"".join(pieces)
+
+
+def test_corrupt_zstd_is_an_error_naming_the_input():
+    data = bytearray(zstandard.ZstdCompressor().compress(bytes(range(256)) * 100))
+    data[10:] = b"\xff" * (len(data) - 10)
+    _, pieces = decompressed(io.BufferedReader(io.BytesIO(bytes(data))), "layer.zst")
+    with pytest.raises(SourceError, match="layer.zst: cannot decompress zstd"):
+        b"".join(pieces)
