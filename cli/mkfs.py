@@ -13,6 +13,7 @@ from ociext4.sources.tarball import open_source, read_tar
 
 
 def add_mkfs(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from .limits import add_limit_options
     from .main import add_image_options
 
     p = sub.add_parser(
@@ -22,6 +23,7 @@ def add_mkfs(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("source", help="directory, tar archive, or - for standard input")
     p.add_argument("output", help="image file to write (replaced atomically)")
     add_image_options(p)
+    add_limit_options(p, layers=False)
     p.add_argument("--stats", action="store_true", help="print what was written and how fast")
     p.set_defaults(run=run_mkfs)
 
@@ -35,12 +37,14 @@ def options_from(args: argparse.Namespace) -> Ext4Options:
 
 
 def run_mkfs(args: argparse.Namespace, started: float) -> int:
+    from .limits import limits_from
+
     with Ext4Writer(args.output, options_from(args)) as writer:
         if args.source != "-" and os.path.isdir(args.source):
             root = read_directory(args.source, writer)
         else:
             with open_source(args.source) as stream:
-                root = read_tar(stream, args.source, writer)
+                root = read_tar(stream, args.source, writer, limits_from(args))
         read_done = time.perf_counter()
         info = writer.commit(root)
     if args.stats:

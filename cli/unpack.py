@@ -25,6 +25,7 @@ CONFIG_KEYS = ("Env", "Entrypoint", "Cmd", "WorkingDir", "User", "ExposedPorts",
 
 
 def add_unpack(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from .limits import add_limit_options
     from .main import add_image_options
 
     p = sub.add_parser(
@@ -36,6 +37,7 @@ def add_unpack(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("source", help="oci:DIR[:TAG|@DIGEST] or docker-archive:FILE")
     p.add_argument("output", help="image file to write (replaced atomically)")
     add_image_options(p)
+    add_limit_options(p)
     p.add_argument("--platform", type=Platform.parse,
                    help="os/arch[/variant] (default: the host's)")
     p.add_argument("--stats", nargs="?", const="text", choices=["text", "json"],
@@ -53,6 +55,7 @@ def derived_uuid(digest: str, purpose: str) -> uuid.UUID:
 
 
 def run_unpack(args: argparse.Namespace, started: float) -> int:
+    from .limits import limits_from
     from .mkfs import options_from
 
     ref = parse_local(args.source)
@@ -62,7 +65,8 @@ def run_unpack(args: argparse.Namespace, started: float) -> int:
     show = sys.stderr.isatty() if args.progress is None else args.progress
     layers: list[LayerStats] = []
     with Ext4Writer(args.output, options_from(args)) as writer, LayerProgress(show) as bar:
-        root, image = read_image(ref, writer, args.platform, progress=bar.update, stats=layers)
+        root, image = read_image(ref, writer, args.platform, limits_from(args),
+                                 progress=bar.update, stats=layers)
         read_done = time.perf_counter()
         writer.options = dataclasses.replace(
             writer.options,

@@ -433,31 +433,30 @@ static uint32_t put_xattrs(uint8_t *area, uint32_t first, uint32_t end, uint32_t
     return pos;
 }
 
-static int build_xattrs(ctx *c, uint32_t k, ino_out *o)
+/* Parses an inode's xattr records and decides where each goes: pick[i] 1
+ * for the inode body, 2 for the xattr block.  Fails if they do not fit. */
+static int plan_xattrs(oe_writer *w, const uint8_t *p, const uint8_t *end, xattr *xs,
+                       uint8_t *pick, uint32_t *n_out, uint32_t *ibody_out, uint32_t *in_block_out)
 {
-    const oe_inode *in = &c->inodes[k];
-    const uint8_t *p = c->blob + in->xattr_off, *end = p + in->xattr_len;
-    xattr xs[256];
-    uint8_t pick[256];
     uint32_t n = 0, i, ibody_used = 4 + 4, block_used = 32 + 4, in_block = 0;
 
     while (p < end) {
         xattr *x;
         if (n == 256)
-            return oe_fail(c->w, "more than 256 xattrs on one inode");
+            return oe_fail(w, "more than 256 xattrs on one inode");
         if (end - p < 8)
-            return oe_fail(c->w, "malformed xattr record");
+            return oe_fail(w, "malformed xattr record");
         x = &xs[n];
         x->index = p[0];
         x->name_len = p[1];
         x->value_len = get32(p + 4);
         if ((uint64_t)(end - p) < 8ull + x->name_len + x->value_len)
-            return oe_fail(c->w, "malformed xattr record");
+            return oe_fail(w, "malformed xattr record");
         x->name = p + 8;
         x->value = p + 8 + x->name_len;
         p += (8u + x->name_len + x->value_len + 3) & ~3u;
         if (x->value_len > OE_BLOCK_SIZE)
-            return oe_fail(c->w, "xattr value of %u bytes is too large", x->value_len);
+            return oe_fail(w, "xattr value of %u bytes is too large", x->value_len);
         n++;
     }
     qsort(xs, n, sizeof *xs, cmp_xattr);
@@ -473,7 +472,33 @@ static int build_xattrs(ctx *c, uint32_t k, ino_out *o)
         }
     }
     if (block_used > OE_BLOCK_SIZE)
-        return oe_fail(c->w, "xattrs need %u bytes, more than one 4 KiB block holds", block_used);
+        return oe_fail(w, "xattrs need %u bytes, more than one 4 KiB block holds", block_used);
+    *n_out = n;
+    *ibody_out = ibody_used;
+    *in_block_out = in_block;
+    return 0;
+}
+
+int oe_xattrs_check(oe_writer *w, const uint8_t *blob, uint64_t len)
+{
+    xattr xs[256];
+    uint8_t pick[256];
+    uint32_t n, ibody_used, in_block;
+    if (len > 256u * (8 + 255 + OE_BLOCK_SIZE + 3))
+        return oe_fail(w, "xattrs of %llu bytes are too large", (unsigned long long)len);
+    return plan_xattrs(w, blob, blob + len, xs, pick, &n, &ibody_used, &in_block);
+}
+
+static int build_xattrs(ctx *c, uint32_t k, ino_out *o)
+{
+    const oe_inode *in = &c->inodes[k];
+    const uint8_t *p = c->blob + in->xattr_off, *end = p + in->xattr_len;
+    xattr xs[256];
+    uint8_t pick[256];
+    uint32_t n, ibody_used, in_block;
+
+    if (plan_xattrs(c->w, p, end, xs, pick, &n, &ibody_used, &in_block))
+        return -1;
     if (ibody_used > 8) {
         uint8_t *a;
         if (oe_grow(c->w, (void **)&c->ibodies, &c->cap_ibodies, (c->n_ibodies + 1) * IBODY_SIZE, 1))

@@ -48,6 +48,7 @@ struct oe_tar {
     uint64_t real_size;
     int has_real_size;
     int64_t pending_offset;  /* GNU.sparse.offset waiting for its numbytes */
+    int described;           /* a PAX header or long name waits for its member */
 
     /* The regular file being streamed. */
     oe_tar_entry cur;
@@ -274,6 +275,7 @@ static void reset_local(oe_tar *t)
     t->sparse = 0;
     t->has_real_size = 0;
     t->pending_offset = -1;
+    t->described = 0;
 }
 
 static int keyis(const uint8_t *k, size_t n, const char *s)
@@ -585,6 +587,8 @@ static int read_gnu_sparse(oe_tar *t, const uint8_t *p, int n)
     return 0;
 }
 
+static const char orphan[] = "PAX header or GNU long name without the member it describes";
+
 static int on_header(oe_tar *t)
 {
     const uint8_t *h = t->hdr;
@@ -595,6 +599,8 @@ static int on_header(oe_tar *t)
     for (i = 0; i < 512 && !h[i]; i++)
         ;
     if (i == 512) {
+        if (t->described)
+            return fail(t, "%s", orphan);
         if (++t->zero_blocks == 2)
             t->state = ST_END;
         return 0;
@@ -678,6 +684,8 @@ static int on_header(oe_tar *t)
 static int on_meta(oe_tar *t)
 {
     int rc = 0;
+    if (t->meta_kind != 'g')
+        t->described = 1;
     switch (t->meta_kind) {
     case 'x':
         rc = parse_pax(t, t->meta, t->meta_len, 0);
@@ -871,6 +879,8 @@ int oe_tar_feed(oe_tar *t, const uint8_t *buf, uint64_t len)
 int oe_tar_finish(oe_tar *t)
 {
     t->member = t->pos;
+    if (t->described && t->state == ST_HEADER && t->hdr_fill == 0)
+        return fail(t, "%s", orphan);
     if (t->state == ST_END || (t->state == ST_HEADER && t->hdr_fill == 0 && t->zero_blocks))
         return 0;
     if (t->state == ST_HEADER && t->hdr_fill == 0 && t->pos == 0)

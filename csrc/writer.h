@@ -94,6 +94,11 @@ int oe_file_discard(oe_writer *w, int64_t handle);
 
 uint64_t oe_data_blocks(const oe_writer *w);
 
+/* Checks that one inode's xattr records (as oe_commit takes them) fit in
+ * its body and one block, so a source can refuse them while it still knows
+ * where they came from.  0 or -1 with oe_error() set. */
+int oe_xattrs_check(oe_writer *w, const uint8_t *blob, uint64_t len);
+
 int oe_commit(oe_writer *w, const oe_commit_params *params,
               const oe_inode *inodes, uint32_t n_inodes,
               const oe_dirent *dirents, uint32_t n_dirents,

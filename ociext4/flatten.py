@@ -77,14 +77,17 @@ class LayerApplier:
         if parent is not None and parent.is_dir:
             self._whiteouts.append((parent, hidden))
 
-    def _prune(self, d: Inode) -> None:
-        """Removes what lower layers put under `d`, keeping this layer's."""
-        assert d.children is not None
-        for name, child in list(d.children.items()):
-            if (id(d), name) not in self._touched:
-                self.tree.detach(d, name)
-            elif child.is_dir:
-                self._prune(child)
+    def _prune(self, top: Inode) -> None:
+        """Removes what lower layers put under `top`, keeping this layer's."""
+        pending = [top]     # a loop, not recursion: trees may be thousands deep
+        while pending:
+            d = pending.pop()
+            assert d.children is not None
+            for name, child in list(d.children.items()):
+                if (id(d), name) not in self._touched:
+                    self.tree.detach(d, name)
+                elif child.is_dir:
+                    pending.append(child)
 
     def finish(self) -> None:
         for parent, name in self._whiteouts:

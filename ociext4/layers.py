@@ -27,10 +27,33 @@ assert _ENTRY.size == ffi.sizeof("oe_tar_entry")
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Bounds on what one archive may ask for (raise them for odd archives)."""
+    """Bounds on what one image (or archive) may ask for.  The defaults leave
+    real images plenty of room; raise them for odd ones."""
 
-    max_meta: int = 1 << 20     # a PAX header, GNU long name or sparse map
-    max_path: int = 4096        # a path or link target
+    max_meta: int = 1 << 20         # a PAX header, GNU long name or sparse map
+    max_path: int = 4096            # a path or link target (so depth <= 2048)
+    max_bytes: int = 64 << 30       # decompressed tar bytes, all layers together
+    max_entries: int = 2_000_000    # tar members, all layers together (~1 KiB of RAM each)
+    max_layers: int = 256
+
+
+@dataclass(slots=True)
+class Budget:
+    """What one image has used of its Limits so far, across its layers."""
+
+    limits: Limits
+    bytes: int = 0
+    entries: int = 0
+
+    def spend(self, name: str, nbytes: int, entries: int) -> None:
+        self.bytes += nbytes
+        self.entries += entries
+        if self.bytes > self.limits.max_bytes:
+            raise SourceError(f"{name}: more than {self.limits.max_bytes} bytes of decompressed "
+                              "data, over the limit (raise it with --max-bytes)")
+        if self.entries > self.limits.max_entries:
+            raise SourceError(f"{name}: more than {self.limits.max_entries} entries, over the "
+                              "limit (raise it with --max-entries)")
 
 
 @dataclass(slots=True)
@@ -106,13 +129,15 @@ def _decode(tar: object, count: int) -> list[TarEntry]:
 
 def read_entries(stream: BinaryIO, name: str, writer: Ext4Writer,
                  limits: Limits | None = None, chunk: int = CHUNK,
-                 diff_id: str | None = None,
-                 stats: LayerStats | None = None) -> Iterator[TarEntry]:
+                 diff_id: str | None = None, stats: LayerStats | None = None,
+                 budget: Budget | None = None) -> Iterator[TarEntry]:
     """The members of a (possibly compressed) tar stream, in order; `chunk`
     is how much is decompressed and handed to C at a time.  With `diff_id`,
     the decompressed stream must hash to it (checked at its end).  `stats`,
-    if given, is kept up to date as the layer streams."""
+    if given, is kept up to date as the layer streams; `budget` carries the
+    image's use of its limits from one layer to the next."""
     limits = limits or Limits()
+    budget = budget if budget is not None else Budget(limits)
     stats = stats if stats is not None else LayerStats(name)
     started = time.perf_counter()
     raw = io.BufferedReader(_Counting(stream, stats), CHUNK)
@@ -132,7 +157,7 @@ def read_entries(stream: BinaryIO, name: str, writer: Ext4Writer,
     # and writes: the two halves of the work take about as long as each other.
     try:
         with Prefetch(pieces) as ahead:
-            yield from _feed(ahead, tar, check, digest, stats, started)
+            yield from _feed(ahead, tar, check, digest, stats, started, budget, name)
     finally:
         if digest is not None:
             digest.close()
@@ -141,15 +166,17 @@ def read_entries(stream: BinaryIO, name: str, writer: Ext4Writer,
 
 
 def _feed(pieces: Iterable[bytes], tar: Any, check: Callable[[int], None],
-          digest: BackgroundHash | None, stats: LayerStats,
-          started: float) -> Iterator[TarEntry]:
+          digest: BackgroundHash | None, stats: LayerStats, started: float,
+          budget: Budget, name: str) -> Iterator[TarEntry]:
     for piece in pieces:
+        budget.spend(name, len(piece), 0)
         if digest is not None:
             digest.update(piece)
         stats.bytes_out += len(piece)
         check(lib.oe_tar_feed(tar, ffi.from_buffer(piece), len(piece)))
         count = lib.oe_tar_count(tar)
         if count:
+            budget.spend(name, 0, count)
             stats.entries += count
             yield from _decode(tar, count)
             lib.oe_tar_clear(tar)

@@ -21,6 +21,7 @@ MANIFEST_TYPES = {"application/vnd.oci.image.manifest.v1+json",
                   "application/vnd.docker.distribution.manifest.v2+json"}
 REF_NAME = "org.opencontainers.image.ref.name"
 MAX_JSON = 4 << 20
+MAX_NESTED_INDEXES = 8
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}
 
 
@@ -123,6 +124,8 @@ def _pick(root: Path, index: dict[str, Any], plat: Platform, seen: set[str]) -> 
             digest = str(desc["digest"])
             if digest in seen:
                 raise SourceError(f"{root}: index {digest} includes itself")
+            if len(seen) >= MAX_NESTED_INDEXES:
+                raise SourceError(f"{root}: indexes nested more than {MAX_NESTED_INDEXES} deep")
             seen.add(digest)
             try:
                 return _pick(root, _read_json(root, digest, "index"), plat, seen)
@@ -198,10 +201,13 @@ class VerifyingReader(io.RawIOBase):
         buf = bytearray(1 << 20)
         while self.readinto(buf):
             pass
+        if self._layer.size and self._n != self._layer.size:
+            raise SourceError(f"{self._name}: layer {self._layer.digest} is {self._n} bytes, "
+                              f"its descriptor says {self._layer.size}")
         got = "sha256:" + self._hash.hexdigest()
-        if got != self._layer.digest or (self._layer.size and self._n != self._layer.size):
+        if got != self._layer.digest:
             raise SourceError(f"{self._name}: layer {self._layer.digest} does not match its "
-                              f"digest or size (got {got}, {self._n} bytes)")
+                              f"digest (the bytes hash to {got})")
 
 
 def layer_streams(root: Path, image: Image) -> Iterator[tuple[Layer, VerifyingReader]]:

@@ -10,7 +10,7 @@ import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from .errors import UnsafePathError
+from .errors import SourceError, UnsafePathError
 
 S_IFREG = stat.S_IFREG
 S_IFDIR = stat.S_IFDIR
@@ -21,6 +21,8 @@ S_IFIFO = stat.S_IFIFO
 S_IFSOCK = stat.S_IFSOCK
 
 MAX_SYMLINK_HOPS = 40
+NAME_MAX = 255          # bytes in one path component, on ext4 and in the VFS
+MAX_LINKS = 65000       # names of one non-directory inode (ext4's EXT4_LINK_MAX)
 
 
 @dataclass(slots=True, eq=False)
@@ -52,8 +54,9 @@ def new_dir(mode: int = 0o755, **attrs: int) -> Inode:
 def split_path(path: bytes) -> list[bytes]:
     """Splits an archive path into components, refusing ones that climb out."""
     parts = path.strip(b"/").split(b"/")
-    # The common case: no empty, "." or ".." components and no NUL.
-    if b"" not in parts and b"." not in parts and b".." not in parts and b"\0" not in path:
+    # The common case: no empty, "." or ".." components, no NUL, short names.
+    if (b"" not in parts and b"." not in parts and b".." not in parts and b"\0" not in path
+            and (len(path) <= NAME_MAX or max(map(len, parts)) <= NAME_MAX)):
         return parts
     parts = []
     for part in path.split(b"/"):
@@ -63,6 +66,9 @@ def split_path(path: bytes) -> list[bytes]:
             raise UnsafePathError(f"path {path.decode(errors='replace')!r} climbs out of the root")
         if b"\0" in part:
             raise UnsafePathError(f"path {path.decode(errors='replace')!r} contains NUL")
+        if len(part) > NAME_MAX:
+            raise SourceError(f"path {path.decode(errors='replace')[:80]!r}... has a name "
+                              f"longer than {NAME_MAX} bytes")
         parts.append(part)
     return parts
 
@@ -170,6 +176,9 @@ class Tree:
             return
         # Count the new name first: the old subtree may hold `node` itself
         # (a hard link replacing the directory its target lives in).
+        if node.names >= MAX_LINKS and not node.is_dir:
+            raise SourceError(f"{name.decode(errors='replace')}: more than {MAX_LINKS} "
+                              "hard links to one file (ext4's limit)")
         node.names += 1
         parent.children[name] = node
         if old is not None:
@@ -177,15 +186,18 @@ class Tree:
             self._release(old)
 
     def _release(self, node: Inode) -> None:
-        node.names -= 1
-        if node.names > 0:
-            return
-        if node.children is not None:
-            for child in node.children.values():
-                self._release(child)
-            node.children.clear()
-        elif node.kind == S_IFREG:
-            self._orphans.append(node)
+        # A loop, not recursion: an image's tree may be thousands deep.
+        pending = [node]
+        while pending:
+            node = pending.pop()
+            node.names -= 1
+            if node.names > 0:
+                continue
+            if node.children is not None:
+                pending.extend(node.children.values())
+                node.children.clear()
+            elif node.kind == S_IFREG:
+                self._orphans.append(node)
 
     def collect(self) -> None:
         """Releases the files that no name reaches any more."""

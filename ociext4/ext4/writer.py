@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Self
 
-from ..errors import ImageError
+from ..errors import ImageError, SourceError
 from ..tree import S_IFDIR, S_IFLNK, S_IFREG, Inode, new_dir
 from . import plan as planning
 from . import xattrs as xattr_codec
@@ -142,6 +142,12 @@ class Ext4Writer:
 
     def discard(self, handle: int) -> None:
         self._check(lib.oe_file_discard(self._w, handle))
+
+    def check_xattrs(self, xattrs: dict[str, bytes]) -> None:
+        """Raises SourceError if the xattrs cannot be stored on one inode."""
+        packed = xattr_codec.pack(xattrs)
+        if lib.oe_xattrs_check(self._w, ffi.from_buffer(packed), len(packed)) != 0:
+            raise SourceError(ffi.string(lib.oe_error(self._w)).decode())
 
     def release(self, node: Inode) -> None:
         """Frees the data of a file that lost its last name (Tree's on_release)."""

@@ -97,6 +97,11 @@ def _entry(entry: os.DirEntry[str], writer: Ext4Writer,
     path = entry.path
     node = _node(path, st)
     node.xattrs = _xattrs(path)
+    if node.xattrs:
+        try:
+            writer.check_xattrs(node.xattrs)
+        except SourceError as e:
+            raise SourceError(f"{path}: {e}") from None
     if node.kind == S_IFREG:
         node.size = st.st_size
         if st.st_size:

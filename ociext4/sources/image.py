@@ -12,7 +12,7 @@ from ..dockerarchive import DockerArchive
 from ..errors import SourceError
 from ..ext4.writer import Ext4Writer
 from ..flatten import LayerApplier
-from ..layers import LayerStats, Limits, read_entries
+from ..layers import Budget, LayerStats, Limits, read_entries
 from ..ocilayout import Image, Layer, Platform, layer_streams, open_image
 from ..reference import LocalRef
 from ..tree import Inode, Tree, new_dir, split_path
@@ -48,6 +48,11 @@ def _flatten(image: Image, streams: Iterator[tuple[Layer, Any]], root: Path,
              writer: Ext4Writer, limits: Limits | None, progress: Progress | None,
              stats: list[LayerStats]) -> Inode:
 
+    limits = limits or Limits()
+    if len(image.layers) > limits.max_layers:
+        raise SourceError(f"{root}: the image has {len(image.layers)} layers, over the limit "
+                          f"of {limits.max_layers} (raise it with --max-layers)")
+    budget = Budget(limits)
     tree = Tree(new_dir(), on_release=writer.release)
     for i, (layer, stream) in enumerate(streams):
         name = f"{root}: layer {layer.digest or layer.member}"
@@ -55,16 +60,17 @@ def _flatten(image: Image, streams: Iterator[tuple[Layer, Any]], root: Path,
         st = LayerStats(layer.digest or layer.member)
         stats.append(st)
         seen = 0
-        for e in read_entries(stream, name, writer, limits, diff_id=layer.diff_id, stats=st):
+        for e in read_entries(stream, name, writer, limits, diff_id=layer.diff_id, stats=st,
+                              budget=budget):
             if progress is not None and st.entries != seen:
                 seen = st.entries
                 progress(i, len(image.layers), st)
-            parts = split_path(e.name)
             try:
+                parts = split_path(e.name)
                 if e.type == "1":
                     applier.link(parts, link_target(tree, e))
                 else:
-                    node = entry_node(e)
+                    node = entry_node(e, writer)
                     if applier.put(parts, node) is None:
                         writer.release(node)  # a whiteout marker or eStargz file
             except SourceError as err:

@@ -31,19 +31,24 @@ def read_tar(stream: BinaryIO, name: str, writer: Ext4Writer,
     tree = Tree(new_dir(), on_release=writer.release)
     for entry in read_entries(stream, name, writer, limits):
         try:
-            _apply(tree, entry)
+            _apply(tree, entry, writer)
         except SourceError as e:
             raise SourceError(f"{name}: {e}") from None
         tree.collect()
     return tree.root
 
 
-def entry_node(e: TarEntry) -> Inode:
+def entry_node(e: TarEntry, writer: Ext4Writer) -> Inode:
     """The inode a (non hard link) member describes."""
     kind = _KINDS.get(e.type)
-    shown = e.name.decode(errors="replace")
     if kind is None:
-        raise SourceError(f"{shown}: unsupported tar entry type {e.type!r}")
+        raise SourceError(f"{e.name.decode(errors='replace')}: unsupported tar entry type "
+                          f"{e.type!r}")
+    if e.xattrs:
+        try:
+            writer.check_xattrs(e.xattrs)
+        except SourceError as err:
+            raise SourceError(f"{e.name.decode(errors='replace')}: {err}") from None
     node = Inode(kind, mode=e.mode, uid=e.uid, gid=e.gid, mtime_ns=e.mtime_ns,
                  atime_ns=e.atime_ns, xattrs=e.xattrs)
     if kind == S_IFDIR:
@@ -52,7 +57,7 @@ def entry_node(e: TarEntry) -> Inode:
         node.size, node.data = e.size, e.data
     elif kind == S_IFLNK:
         if not e.link:
-            raise SourceError(f"{shown}: symlink with an empty target")
+            raise SourceError(f"{e.name.decode(errors='replace')}: symlink with an empty target")
         node.target = e.link
     elif kind in (S_IFCHR, S_IFBLK):
         node.rdev = e.rdev
@@ -62,19 +67,20 @@ def entry_node(e: TarEntry) -> Inode:
 def link_target(tree: Tree, e: TarEntry) -> Inode:
     target = tree.lookup(split_path(e.link))
     if target is None or target.is_dir:
-        raise SourceError(f"{e.name.decode(errors='replace')}: hard link to missing "
+        what = "missing" if target is None else "the directory"
+        raise SourceError(f"{e.name.decode(errors='replace')}: hard link to {what} "
                           f"{e.link.decode(errors='replace')!r}")
     return target
 
 
-def _apply(tree: Tree, e: TarEntry) -> None:
+def _apply(tree: Tree, e: TarEntry, writer: Ext4Writer) -> None:
     parts = split_path(e.name)
     if e.type == "1":
         target = link_target(tree, e)
         if parts:
             tree.put(parts, target, new_dir)
         return
-    tree.put(parts, entry_node(e), new_dir)
+    tree.put(parts, entry_node(e, writer), new_dir)
 
 
 def open_source(path: str) -> BinaryIO:
