@@ -205,7 +205,8 @@ static void put_dirent(uint8_t *p, uint32_t ino, uint32_t rlen, const uint8_t *n
     put16(p + 4, rlen);
     p[6] = (uint8_t)name_len;
     p[7] = type;
-    memcpy(p + 8, name, name_len);
+    if (name_len) /* an empty blob may be a null pointer */
+        memcpy(p + 8, name, name_len);
 }
 
 static void seal_leaf(uint8_t *b, uint32_t seed)

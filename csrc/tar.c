@@ -394,6 +394,9 @@ static int parse_pax(oe_tar *t, const uint8_t *p, uint64_t n, int g)
 
 static int push_string(oe_tar *t, const uint8_t *s, uint64_t n, uint64_t *off)
 {
+    *off = t->str_len;
+    if (n == 0) /* the buffer may not exist yet: no pointer arithmetic on it */
+        return 0;
     if (grow(t, (void **)&t->str, &t->str_cap, t->str_len + n, 1))
         return -1;
     memcpy(t->str + t->str_len, s, n);
