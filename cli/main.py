@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 import uuid
@@ -47,10 +48,20 @@ def timestamp_from_env() -> int:
     return int(value) if value.isdigit() else 0
 
 
+class _Terminated(Exception):
+    """SIGTERM, raised where the program is, so that what is being written
+    is removed on the way out just as for Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     started = time.perf_counter()
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args.run(args, started) or 0)
     except Ociext4Error as e:
@@ -63,6 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ociext4: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("ociext4: terminated", file=sys.stderr)
+        return 143
 
 
 if __name__ == "__main__":
