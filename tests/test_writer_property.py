@@ -144,3 +144,50 @@ def test_random_trees_mount_back_exactly(tmp_path_factory, spec, journal, link_p
         w.commit(root)
     assert_same_tree(expected, out, check_nlink=False)
     assert stat.S_ISREG(out.stat().st_mode)
+
+
+@settings(deadline=None, max_examples=6, suppress_health_check=[HealthCheck.too_slow])
+@given(count=st.one_of(st.integers(1, 200), st.integers(5_000, 30_000)),
+       seed=st.integers(0, 2**32 - 1), longest=st.integers(1, 255), links_every=st.integers(0, 50))
+def test_huge_random_directories_mount_back_exactly(tmp_path_factory, count, seed, longest,
+                                                     links_every):
+    # Names drawn from a seeded generator rather than by hypothesis one by one:
+    # tens of thousands of them, up to 255 bytes, make two-level htrees.
+    import random
+
+    rng = random.Random(seed)
+    alphabet = bytes(b for b in range(1, 256) if b != ord("/"))
+    names: set[bytes] = set()
+    while len(names) < count:
+        n = bytes(rng.choices(alphabet, k=rng.randint(1, longest)))
+        if n not in (b".", b"..", b"lost+found"):
+            names.add(n)
+    out = tmp_path_factory.mktemp("huge") / "out.img"
+    expected: dict[str, Entry] = {".": Entry(type="dir", mode=0o755, uid=0, gid=0, mtime_ns=0),
+                                  "d": Entry(type="dir", mode=0o700, uid=1, gid=2, mtime_ns=0)}
+    with Ext4Writer(out, Ext4Options(free=0, fsync=False)) as w:
+        root = new_dir(0o755)
+        root.names = 1
+        d = new_dir(0o700, uid=1, gid=2, xattrs={"user.big": b"x" * 3000})
+        expected["d"].xattrs = {"user.big": b"x" * 3000}
+        root.children[b"d"] = d
+        d.names = 1
+        first: tuple[Inode, Entry] | None = None
+        for i, name in enumerate(sorted(names)):
+            path = "d/" + name.decode("utf-8", "surrogateescape")
+            if first is not None and links_every and i % links_every == 0:
+                node, entry = first    # another name for the first file
+            else:
+                data = name[:17]
+                node = Inode(S_IFREG, mode=0o640, uid=i, gid=i, size=len(data),
+                             data=w.add_bytes(data), xattrs={"user.i": str(i).encode()})
+                entry = Entry(type="reg", mode=0o640, uid=i, gid=i, mtime_ns=0, size=len(data),
+                              sha256=hashlib.sha256(data).hexdigest(),
+                              xattrs={"user.i": str(i).encode()})
+                entry.link = id(entry)
+                first = first or (node, entry)
+            d.children[name] = node
+            node.names += 1
+            expected[path] = entry
+        w.commit(root)
+    assert_same_tree(expected, out, check_nlink=False)
