@@ -72,6 +72,13 @@ class Ingest:
         self._hash.update(data)
         self.offset += len(data)
 
+    def restart(self) -> None:
+        """Back to byte 0 (the server would not resume where we stopped)."""
+        self._f.seek(0)
+        self._f.truncate()
+        self._hash = hashlib.sha256()
+        self.offset = 0
+
     def commit(self) -> Path:
         """Check size and digest, make the bytes durable, rename into place."""
         try:
