@@ -82,7 +82,7 @@ def _one_request(client: RegistryClient, ing: Ingest, url: str, what: str,
     """One GET (ranged if bytes are already in); True once the whole blob is in."""
     headers = {"Range": f"bytes={ing.offset}-"} if ing.offset else {}
     resp = client.open("GET", url, headers, what)
-    with resp:
+    try:
         if resp.status_code == 206 and ing.offset:
             m = _CONTENT_RANGE.match(resp.headers.get("content-range", ""))
             if not m or int(m.group(1)) != ing.offset:
@@ -106,4 +106,6 @@ def _one_request(client: RegistryClient, ing: Ingest, url: str, what: str,
             ing.write(chunk)
             if on_bytes is not None:
                 on_bytes(len(chunk))
+    finally:
+        resp.close()
     return ing.size is None or ing.offset == ing.size

@@ -35,6 +35,7 @@ class Resolved:
     """What a reference names, once resolved for a platform."""
     image: Image
     descriptor: dict[str, Any]     # the manifest's descriptor for the cache's index.json
+    config_descriptor: dict[str, Any]
     layer_urls: dict[str, list[str]]  # foreign layers' download locations
     platform: str
 
@@ -89,12 +90,14 @@ class ManifestSource:
             return reference, str(doc.get("mediaType") or ""), doc, len(data)
         client = self.client()
         resp = client.open("GET", client.url(f"manifests/{reference}"), {"Accept": ACCEPT}, what)
-        with resp:
+        try:
             if resp.status_code != 200:
                 raise error_for(resp, what)
             data = _read_limited(resp, what)
             content_type = resp.headers.get("content-type", "")
             claimed = resp.headers.get("docker-content-digest", "")
+        finally:
+            resp.close()
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         if reference.startswith("sha256:") and digest != reference:
             raise DigestMismatch(f"{what}: the registry sent a manifest with digest {digest}")
@@ -170,4 +173,5 @@ def resolve(src: ManifestSource, plat: Platform | None) -> Resolved:
     if platform:
         desc["platform"] = {k: v for k, v in platform.items()
                             if k in ("os", "architecture", "variant")}
-    return Resolved(Image(digest, config, layers), desc, urls, _plat_of(platform or {}))
+    return Resolved(Image(digest, config, layers), desc, dict(cfg_desc), urls,
+                    _plat_of(platform or {}))

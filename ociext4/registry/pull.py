@@ -83,9 +83,15 @@ class Pull:
         self._lock_cm.__enter__()
         return self
 
+    def resolve(self) -> Resolved:
+        """Manifest and config only (fetched into the cache if missing)."""
+        if self.resolved is None:
+            self.resolved = resolve(ManifestSource(self.client, self.store, self.ref), self.plat)
+        return self.resolved
+
     def start(self) -> Image:
-        self.resolved = resolve(ManifestSource(self.client, self.store, self.ref), self.plat)
-        image = self.resolved.image
+        """Resolves, then starts fetching the layers that are not cached."""
+        image = self.resolve().image
         cached = {lay.digest for lay in image.layers if self.store.has(lay.digest, lay.size)}
         if self.progress is not None:
             self.progress.begin(image, cached)
