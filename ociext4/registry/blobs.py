@@ -17,7 +17,6 @@ from ..errors import DigestMismatch, RegistryError
 from ..store import Ingest, Store
 from .client import RegistryClient, error_for, retry_delay
 
-CHUNK = 1 << 20
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 OnBytes = Callable[[int], None]
@@ -100,7 +99,8 @@ def _one_request(client: RegistryClient, ing: Ingest, url: str, what: str,
                                      f"the {ing.size} bytes its descriptor gives")
         else:
             raise error_for(resp, what)
-        for chunk in resp.iter_bytes(CHUNK):
+        # Unsized: every byte that arrived is kept if the connection drops next.
+        for chunk in resp.iter_bytes():
             if cancel is not None and cancel.is_set():
                 raise Cancelled(what)
             ing.write(chunk)
