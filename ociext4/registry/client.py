@@ -37,6 +37,15 @@ class Options:
     credentials: Callable[[str, str], Credentials | None] = field(default=lookup)
 
 
+def tls_problem(e: Exception, host: str) -> RegistryError | None:
+    """A certificate failure is not transient: say so at once, with the way out."""
+    text = str(e)
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        return RegistryError(f"{host}: TLS certificate not trusted ({text.split('(_ssl')[0]}); "
+                             f"give its CA with --ca-cert FILE, or --insecure {host}")
+    return None
+
+
 def retry_delay(resp: httpx.Response | None, attempt: int, opts: Options) -> float:
     """Retry-After (seconds or an HTTP date) when given, else exponential backoff, capped."""
     if resp is not None and (value := resp.headers.get("retry-after")):
@@ -94,9 +103,9 @@ class RegistryClient:
         try:
             self.http.get(f"{https}/v2/", timeout=5.0)
             return https
-        except httpx.ConnectError:
-            return f"http://{self.host}"
-        except httpx.TransportError:
+        except httpx.TransportError as e:
+            if err := tls_problem(e, self.host):
+                raise err from None
             return f"http://{self.host}"
 
     def url(self, path: str) -> str:
@@ -120,6 +129,8 @@ class RegistryClient:
                 resp = self.http.send(self.http.build_request(method, target, headers=send),
                                       stream=True)
             except TRANSIENT as e:
+                if err := tls_problem(e, target.host):
+                    raise err from None
                 if attempt + 1 >= self.opts.attempts:
                     raise RegistryError(f"{what}: {self.host} unreachable after "
                                         f"{attempt + 1} attempts ({type(e).__name__}: {e})"

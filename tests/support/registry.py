@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -62,14 +63,16 @@ class Registry:
             self.proc.wait()
 
 
-def _wait_ready(host: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_ready(host: str, proc: subprocess.Popen[bytes], log: Path, tls: bool) -> None:
     deadline = time.monotonic() + 30
+    ctx = ssl._create_unverified_context() if tls else None
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"docker-registry exited {proc.returncode}: "
                                f"{log.read_text()[-2000:]}")
         try:
-            urllib.request.urlopen(f"http://{host}/v2/", timeout=2).close()
+            urllib.request.urlopen(f"{'https' if tls else 'http'}://{host}/v2/", timeout=2,
+                                   context=ctx).close()
             return
         except urllib.error.HTTPError as e:
             if e.code == 401:  # up, and asking for credentials
@@ -81,9 +84,23 @@ def _wait_ready(host: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     raise RuntimeError(f"docker-registry did not answer on {host}: {log.read_text()[-2000:]}")
 
 
+def self_signed(root: Path, name: str, san: str = "") -> tuple[Path, Path]:
+    """(certificate, key) made with the openssl CLI."""
+    root.mkdir(parents=True, exist_ok=True)
+    cert, key = root / f"{name}.crt", root / f"{name}.key"
+    argv = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+            "-out", str(cert), "-days", "2", "-subj", f"/CN={name}"]
+    if san:
+        argv += ["-addext", f"subjectAltName={san}"]
+    subprocess.run(argv, check=True, capture_output=True)
+    return cert, key
+
+
 def start_registry(root: Path, auth: dict[str, Any] | None = None,
-                   creds: tuple[str, str] | None = None) -> Registry:
-    """docker-registry serving from ROOT/storage on a free loopback port."""
+                   creds: tuple[str, str] | None = None,
+                   tls: tuple[Path, Path] | None = None) -> Registry:
+    """docker-registry serving from ROOT/storage on a free loopback port
+    (over https with `tls` = (certificate, key))."""
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config: dict[str, Any] = {
@@ -95,6 +112,8 @@ def start_registry(root: Path, auth: dict[str, Any] | None = None,
     }
     if auth:
         config["auth"] = auth
+    if tls:
+        config["http"]["tls"] = {"certificate": str(tls[0]), "key": str(tls[1])}
     cfg = root / "config.yml"
     cfg.write_text(json.dumps(config))  # JSON is YAML
     log = root / "registry.log"
@@ -105,7 +124,7 @@ def start_registry(root: Path, auth: dict[str, Any] | None = None,
         proc = subprocess.Popen([REGISTRY_BIN, "serve", str(cfg)], stdout=out, env=env,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     host = f"127.0.0.1:{port}"
-    _wait_ready(host, proc, log)
+    _wait_ready(host, proc, log, tls is not None)
     return Registry(host, root, proc, creds)
 
 
