@@ -49,11 +49,13 @@ def read_layout_image(root: Path, image: Image, writer: Ext4Writer,
                       wait: Callable[[Layer], None] | None = None,
                       limits: Limits | None = None, progress: Progress | None = None,
                       stats: list[LayerStats] | None = None) -> Inode:
-    """Flattens an already resolved image of the OCI layout at `root` (the
-    cache).  `wait(layer)` returns once that layer's blob is in place, so the
-    bottom layer is applied while the ones above still download."""
-    return _flatten(image, layer_streams(root, image, wait), root, writer, limits, progress,
-                    stats if stats is not None else [])
+    """Flattens an already resolved image of the cache's OCI layout at
+    `root`.  `wait(layer)` returns once that layer's blob is in place, so the
+    bottom layer is applied while the ones above still download.  The cache
+    checked each blob's digest before naming it, and the diff_id check still
+    covers every byte of content, so the blobs are not hashed a second time."""
+    return _flatten(image, layer_streams(root, image, wait, verify=False), root, writer, limits,
+                    progress, stats if stats is not None else [])
 
 
 def _flatten(image: Image, streams: Iterator[tuple[Layer, Any]], root: Path,

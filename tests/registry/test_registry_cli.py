@@ -3,6 +3,7 @@ CLI, against docker-registry on 127.0.0.1 (open, Basic and token auth)."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 from pathlib import Path
@@ -160,3 +161,23 @@ def test_bad_references_and_missing_images_give_one_line_errors(open_registry):
         assert proc.stderr.startswith("ociext4: error: ") and proc.stderr.count("\n") == 1, \
             proc.stderr
         assert why in proc.stderr
+
+
+def test_a_damaged_cache_blob_fails_the_unpack_and_leaves_no_image(open_registry, image_layout,
+                                                                   tmp_path, cache):
+    ref = f"{open_registry.host}/test/img"
+    ociext4("pull", ref)
+    manifest = json.loads((image_layout / "blobs" / "sha256" /
+                           manifest_desc(image_layout)["digest"][7:]).read_text())
+    top = cache / "blobs" / "sha256" / manifest["layers"][-1]["digest"][7:]
+    good = top.read_bytes()
+    # Same size, other content: the cache takes it for the blob, the diff_id check does not.
+    top.write_bytes(gzip.compress(b"\0" * 1024, mtime=0).ljust(len(good), b"\0")[:len(good)])
+    proc = ociext4("unpack", ref, tmp_path / "out.img", check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert f"layer {manifest['layers'][-1]['digest']}" in proc.stderr
+    assert not any(p.name.startswith("out.img") for p in tmp_path.iterdir())
+    # A blob of the wrong size is not taken for cached: it is fetched again.
+    top.write_bytes(b"short")
+    ociext4("unpack", ref, tmp_path / "out.img")
+    assert top.read_bytes() == good
