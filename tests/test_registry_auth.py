@@ -66,3 +66,14 @@ def test_retry_delay_honours_retry_after_and_caps_backoff():
     when = email.utils.formatdate(time.time() + 30, usegmt=True)
     assert 25 <= retry_delay(httpx.Response(503, headers={"Retry-After": when}), 0, opts) <= 31
     assert [retry_delay(None, a, opts) for a in range(6)] == [0.5, 1, 2, 4, 8, 8]
+
+
+def test_garbage_retry_after_falls_back_to_backoff():
+    opts = Options(backoff=0.5, max_backoff=8.0)
+    assert retry_delay(httpx.Response(429, headers={"Retry-After": "soon"}), 2, opts) == 2.0
+
+
+def test_plain_http_urls_to_other_hosts_are_refused_before_connecting():
+    client = RegistryClient("reg.invalid", "a")
+    with pytest.raises(Exception, match="http to cdn.invalid refused"):
+        client.open("GET", "http://cdn.invalid/blob", what="layer X")

@@ -52,8 +52,10 @@ def retry_delay(resp: httpx.Response | None, attempt: int, opts: Options) -> flo
         try:
             delay = float(value)
         except ValueError:
-            when = email.utils.parsedate_to_datetime(value)
-            delay = when.timestamp() - time.time() if when else 0.0
+            try:
+                delay = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+            except (TypeError, ValueError):
+                return min(opts.backoff * (2 ** attempt), opts.max_backoff)
         return max(0.0, min(delay, opts.max_retry_after))
     return min(opts.backoff * (2 ** attempt), opts.max_backoff)
 
@@ -120,6 +122,9 @@ class RegistryClient:
         challenges = 0
         hops = 0
         target = httpx.URL(url)
+        if target.scheme != "https" and not self._plain_ok(target):
+            raise RegistryError(f"{what}: {target.scheme} to {target.host} refused (https only, "
+                                "except loopback and --insecure hosts)")
         while True:
             send = dict(headers or {})
             own_host = target.netloc.decode("ascii") == self.host

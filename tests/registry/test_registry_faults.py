@@ -106,3 +106,22 @@ def test_a_manifest_that_is_not_what_the_digest_names_is_refused(proxy, ref, ima
     proc = ociext4("pull", f"{ref}@{digest}", check=False)
     assert proc.returncode == 1
     assert "the registry sent a manifest with digest" in proc.stderr
+
+
+@pytest.mark.parametrize("cdn_has_it", [True, False])
+def test_foreign_layers_come_from_their_urls_and_are_verified(proxy, ref, image_layout, cache,
+                                                               cdn_has_it):
+    blobs = image_layout / "blobs" / "sha256"
+    manifest = json.loads((blobs / manifest_desc(image_layout)["digest"][7:]).read_text())
+    top = manifest["layers"][-1]
+    top["mediaType"] = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+    top["urls"] = [f"http://localhost:{proxy.cdn_port}/cdn/{top['digest']}"]
+    proxy.set("manifest", manifest=(manifest["mediaType"], json.dumps(manifest).encode()))
+    if cdn_has_it:
+        proxy._blobs[top["digest"]] = (blobs / top["digest"][7:]).read_bytes()
+    ociext4("pull", ref)
+    registry_fetches = [s for s in proxy.blob_requests() if s.path.endswith(top["digest"])]
+    assert [s.path for s in proxy.cdn_seen] == [f"/cdn/{top['digest']}"]
+    assert len(registry_fetches) == (0 if cdn_has_it else 1)
+    assert (cache / "blobs" / "sha256" / top["digest"][7:]).read_bytes() == \
+        (blobs / top["digest"][7:]).read_bytes()

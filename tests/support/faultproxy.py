@@ -59,6 +59,7 @@ class FaultProxy:
             self.fault = Fault(kind, **kw)
             self.seen.clear()
             self.cdn_seen.clear()
+            self._blobs.clear()
 
     def blob_requests(self) -> list[Seen]:
         return [s for s in self.seen if "/blobs/" in s.path]
@@ -185,6 +186,6 @@ class _CdnHandler(_Base):
             p.cdn_seen.append(Seen("GET", self.path, dict(self.headers.items()), 200))
             body = p._blobs.get(digest)
         if body is None:
-            self._send(404, [], b"")
+            self._send(404, [("Content-Type", "text/plain")], b"not here\n")
             return
         self._send(200, [("Content-Type", "application/octet-stream")], body)
