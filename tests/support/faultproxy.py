@@ -124,10 +124,11 @@ class _ProxyHandler(_Base):
             fault = p.fault
             is_blob = "/blobs/sha256:" in self.path and self.command == "GET"
             digest = self.path.rsplit("/", 1)[-1]
-            hit = is_blob and fault.kind != "none" and fault.done < fault.times and \
+            hit = is_blob and fault.kind not in ("none", "manifest") and \
+                fault.done < fault.times and \
                 (fault.digest is None or fault.digest == digest)
-            if fault.kind == "manifest" and "/manifests/" in self.path:
-                hit = True
+            if fault.kind == "manifest":
+                hit = "/manifests/" in self.path
             if hit:
                 fault.done += 1
         kind = fault.kind if hit else "none"
