@@ -32,7 +32,7 @@ def run_ls(args: argparse.Namespace, started: float) -> int:
     blobs = store.all_blobs()
     images, used = [], set()
     for e in store.entries():
-        needed = store.referenced(e.digest)
+        needed = store.referenced(e.digest, e.from_index)
         used |= needed
         images.append({"name": e.name, "digest": e.digest, "platform": e.platform,
                        "size": sum(blobs.get(d, 0) for d in needed),

@@ -23,6 +23,9 @@ from .errors import DigestMismatch, SourceError
 from .ocilayout import INDEX_TYPES, MANIFEST_TYPES, REF_NAME
 
 LAYOUT = '{"imageLayoutVersion": "1.0.0"}\n'
+# On an index.json entry: the index (manifest list) the manifest was chosen
+# from, kept so a digest reference to it resolves without the registry.
+FROM_INDEX = "dev.ociext4.from-index"
 
 
 def default_root(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -50,6 +53,7 @@ class Entry:
     media_type: str
     size: int
     platform: str
+    from_index: str | None = None
 
 
 class Ingest:
@@ -183,8 +187,9 @@ class Store:
             p = d.get("platform") or {}
             plat = "/".join(x for x in (p.get("os"), p.get("architecture"), p.get("variant"))
                             if x)
-            out.append(Entry((d.get("annotations") or {}).get(REF_NAME, ""), str(d["digest"]),
-                             str(d.get("mediaType", "")), int(d.get("size", 0)), plat))
+            ann = d.get("annotations") or {}
+            out.append(Entry(ann.get(REF_NAME, ""), str(d["digest"]), str(d.get("mediaType", "")),
+                             int(d.get("size", 0)), plat, ann.get(FROM_INDEX)))
         return out
 
     def _index(self) -> dict[str, Any]:
@@ -211,9 +216,10 @@ class Store:
 
     # -- ls and prune
 
-    def referenced(self, digest: str) -> set[str]:
+    def referenced(self, digest: str, from_index: str | None = None) -> set[str]:
         """The digests an image needs (manifest or index, config, layers),
-        following what is stored."""
+        following what is stored, plus the index it was chosen from (the
+        index alone: other platforms' manifests are not kept)."""
         out: set[str] = set()
         todo = [digest]
         while todo:
@@ -240,7 +246,7 @@ class Store:
                     out.add(str(cfg["digest"]))
                 out.update(str(m["digest"]) for m in doc.get("layers") or []
                            if isinstance(m, dict) and "digest" in m)
-        return out
+        return out | ({from_index} if from_index else set())
 
     def blob_size(self, digest: str) -> int:
         try:
@@ -278,7 +284,8 @@ class Store:
             self._write_atomic(self.root / "index.json", json.dumps(index, indent=1) + "\n")
             keep: set[str] = set()
             for d in manifests:
-                keep |= self.referenced(str(d["digest"]))
+                keep |= self.referenced(str(d["digest"]),
+                                        (d.get("annotations") or {}).get(FROM_INDEX))
             for digest, size in self.all_blobs().items():
                 if digest not in keep:
                     self.blob_path(digest).unlink()

@@ -21,7 +21,7 @@ from ..ocilayout import (
     pick_manifest,
 )
 from ..reference import RegistryRef
-from ..store import Store
+from ..store import FROM_INDEX, Store
 from .client import RegistryClient, error_for
 
 SCHEMA1_TYPES = {"application/vnd.docker.distribution.manifest.v1+json",
@@ -133,7 +133,9 @@ def resolve(src: ManifestSource, plat: Platform | None) -> Resolved:
     want = plat or Platform.host()
     digest, media, doc, size = src.manifest(ref.reference)
     platform: dict[str, Any] | None = None
+    from_index = None
     if _kind(doc, media, str(ref)) == "index":
+        from_index = digest
         found: dict[str, dict[str, Any]] = {}
 
         def load(d: str) -> dict[str, Any]:
@@ -169,7 +171,9 @@ def resolve(src: ManifestSource, plat: Platform | None) -> Resolved:
                     str(i)) for d, i in zip(layers_desc, diff_ids, strict=True)]
     urls = {str(d["digest"]): [str(u) for u in d.get("urls") or []] for d in layers_desc
             if d.get("urls")}
-    desc = {"mediaType": media, "digest": digest, "size": size}
+    desc: dict[str, Any] = {"mediaType": media, "digest": digest, "size": size}
+    if from_index:
+        desc["annotations"] = {FROM_INDEX: from_index}
     if platform:
         desc["platform"] = {k: v for k, v in platform.items()
                             if k in ("os", "architecture", "variant")}

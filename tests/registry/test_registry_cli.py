@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cli_helpers import ociext4
+from cli_helpers import OCIEXT4, ociext4
 from conftest import BASIC_CREDS, TOKEN_CREDS, manifest_desc, write_auth
 from support.faultproxy import FaultProxy
 from support.fscheck import compare_snapshots, e2fsck_clean, mounted, snapshot
@@ -35,6 +35,25 @@ def test_pull_fills_the_cache_as_an_oci_layout_umoci_reads(open_registry, image_
     listed = subprocess.run(["umoci", "ls", "--layout", str(cache)], capture_output=True,
                             text=True, check=True).stdout.split()
     assert listed == [f"{open_registry.host}/test/img:latest"]
+    raw = subprocess.run(["skopeo", "inspect", "--raw",
+                          f"oci:{cache}:{open_registry.host}/test/img:latest"],
+                         capture_output=True, check=True).stdout
+    assert raw == (cache / "blobs" / "sha256" / digest[7:]).read_bytes()
+
+
+def test_two_pulls_at_once_share_the_cache(open_registry, cache):
+    refs = [f"{open_registry.host}/test/img", f"{open_registry.host}/test/multi"]
+    procs = [subprocess.Popen([*OCIEXT4, "pull", ref], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for ref in refs * 2]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    names = sorted(e["annotations"]["org.opencontainers.image.ref.name"]
+                   for e in cached_index(cache))
+    assert names == sorted(f"{r}:latest" for r in refs)
+    assert not list((cache / "ingest").iterdir())
+    ls = json.loads(ociext4("cache", "ls", "--json").stdout)
+    assert all(i["complete"] for i in ls["images"]) and ls["unused_bytes"] == 0
 
 
 def test_inspect_prints_digest_platform_layers_and_config(open_registry, image_layout):
