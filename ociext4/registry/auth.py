@@ -84,6 +84,9 @@ class Authenticator:
             self._creds, self._creds_loaded = self._creds_fn(), True
         return self._creds
 
+    def has_credentials(self) -> bool:
+        return self._credentials() is not None
+
     def header(self, scope: str) -> str | None:
         """The Authorization value to send for `scope`, if one is known and fresh."""
         with self._lock:

@@ -100,7 +100,7 @@ class RegistryClient:
 
     def _probe(self) -> str:
         https = f"https://{self.host}"
-        if not (self._insecure or is_loopback(self.host.rsplit(":", 1)[0])):
+        if not (self._insecure or is_loopback(httpx.URL(https).host)):
             return https
         try:
             self.http.get(f"{https}/v2/", timeout=5.0)
@@ -148,9 +148,11 @@ class RegistryClient:
                 resp.close()
                 challenges += 1
                 if challenges > 2:
-                    raise AuthError(f"{what}: access denied by {self.host}")
-                self.auth.challenge(resp.headers.get("www-authenticate", ""),
-                                               self.scope, send.get("Authorization"))
+                    how = "with the configured credentials" if self.auth.has_credentials() \
+                        else "to anonymous requests (no credentials configured for it)"
+                    raise AuthError(f"{what}: access denied by {self.host} {how}")
+                self.auth.challenge(resp.headers.get("www-authenticate", ""), self.scope,
+                                    send.get("Authorization"))
                 continue
             if status in (301, 302, 303, 307, 308) and "location" in resp.headers:
                 resp.close()

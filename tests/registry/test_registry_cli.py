@@ -200,3 +200,16 @@ def test_a_damaged_cache_blob_fails_the_unpack_and_leaves_no_image(open_registry
     top.write_bytes(b"short")
     ociext4("unpack", ref, tmp_path / "out.img")
     assert top.read_bytes() == good
+
+
+def test_a_single_manifest_for_another_platform_is_refused(open_registry):
+    proc = ociext4("inspect", f"{open_registry.host}/test/img", "--platform", "linux/arm64",
+                   check=False)
+    assert proc.returncode == 1
+    assert "the image is for linux/amd64, not linux/arm64" in proc.stderr
+
+
+def test_inspect_reads_local_layouts_too(image_layout):
+    info = json.loads(ociext4("inspect", "--json", f"oci:{image_layout}:latest").stdout)
+    assert info["digest"] == manifest_desc(image_layout)["digest"]
+    assert info["platform"] == "linux/amd64" and len(info["layers"]) == 3
