@@ -13,7 +13,10 @@ from collections.abc import Sequence
 from ociext4 import __version__
 from ociext4.errors import Ociext4Error
 
+from .cache import add_cache
+from .inspect import add_inspect
 from .mkfs import add_mkfs
+from .pull import add_pull
 from .unpack import add_unpack
 
 
@@ -24,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_mkfs(sub)
     add_unpack(sub)
+    add_pull(sub)
+    add_inspect(sub)
+    add_cache(sub)
     return parser
 
 

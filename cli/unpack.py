@@ -10,16 +10,20 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
-from ociext4.errors import SourceError
 from ociext4.ext4 import Ext4Writer
 from ociext4.layers import LayerStats
-from ociext4.ocilayout import Platform
-from ociext4.reference import parse_local
-from ociext4.sources.image import read_image
+from ociext4.ocilayout import Image, Platform
+from ociext4.reference import RegistryRef, parse_reference
+from ociext4.registry import Pull
+from ociext4.sources.image import Progress, read_image, read_layout_image
+from ociext4.tree import Inode
 
 from .progress import LayerProgress
+from .pullprogress import DownloadBars
+from .registryopts import add_registry_options, options_from, show_progress, store_from
 
 CONFIG_KEYS = ("Env", "Entrypoint", "Cmd", "WorkingDir", "User", "ExposedPorts", "Labels")
 
@@ -31,10 +35,13 @@ def add_unpack(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p = sub.add_parser(
         "unpack", help="make an ext4 image from a container image",
         description="Flatten a container image's layers into an ext4 image. SOURCE is "
-                    "oci:DIR[:TAG|@DIGEST] (an OCI image layout) or docker-archive:FILE "
-                    "(docker save output). The image config is written beside the image "
-                    "as OUT.img.json.")
-    p.add_argument("source", help="oci:DIR[:TAG|@DIGEST] or docker-archive:FILE")
+                    "an image name in a registry (alpine, ocaml/opam:tag, host:5000/repo@sha256:…; "
+                    "what is not cached is pulled, and the bottom layer is applied while the "
+                    "others download), oci:DIR[:TAG|@DIGEST] (an OCI image layout) or "
+                    "docker-archive:FILE (docker save output). The image config is written "
+                    "beside the image as OUT.img.json.")
+    p.add_argument("source", help="registry image name, oci:DIR[:TAG|@DIGEST] or "
+                                  "docker-archive:FILE")
     p.add_argument("output", help="image file to write (replaced atomically)")
     add_image_options(p)
     add_limit_options(p)
@@ -45,6 +52,7 @@ def add_unpack(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                         "or with --stats=json a JSON document on stdout")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: only when stderr is a terminal)")
+    add_registry_options(p)
     p.set_defaults(run=run_unpack)
 
 
@@ -54,19 +62,40 @@ def derived_uuid(digest: str, purpose: str) -> uuid.UUID:
                      version=5)
 
 
+Reader = Callable[[Ext4Writer, Progress, list[LayerStats]], tuple[Inode, Image]]
+
+
 def run_unpack(args: argparse.Namespace, started: float) -> int:
     from .limits import limits_from
-    from .mkfs import options_from
 
-    ref = parse_local(args.source)
-    if ref is None:
-        raise SourceError(f"{args.source}: pulling from registries is not implemented yet; "
-                          "use oci:DIR or docker-archive:FILE")
-    show = sys.stderr.isatty() if args.progress is None else args.progress
+    ref = parse_reference(args.source)
+    limits = limits_from(args)
+    show = show_progress(args)
+    if not isinstance(ref, RegistryRef):
+        local = ref
+        return _unpack(args, started, show, lambda writer, progress, layers: read_image(
+            local, writer, args.platform, limits, progress=progress, stats=layers))
+    store = store_from(args)
+    with DownloadBars(show) as bars, \
+            Pull(ref, store, args.platform, options_from(args), bars) as pull:
+        image = pull.start()
+
+        def read(writer: Ext4Writer, progress: Progress, layers: list[LayerStats]
+                 ) -> tuple[Inode, Image]:
+            root = read_layout_image(store.root, image, writer, pull.wait, limits,
+                                     progress=progress, stats=layers)
+            pull.finish()  # every layer is in: tag the image in the cache
+            return root, image
+
+        return _unpack(args, started, show, read)
+
+
+def _unpack(args: argparse.Namespace, started: float, show: bool, read: Reader) -> int:
+    from .mkfs import options_from as image_options
+
     layers: list[LayerStats] = []
-    with Ext4Writer(args.output, options_from(args)) as writer, LayerProgress(show) as bar:
-        root, image = read_image(ref, writer, args.platform, limits_from(args),
-                                 progress=bar.update, stats=layers)
+    with Ext4Writer(args.output, image_options(args)) as writer, LayerProgress(show) as bar:
+        root, image = read(writer, bar.update, layers)
         read_done = time.perf_counter()
         writer.options = dataclasses.replace(
             writer.options,

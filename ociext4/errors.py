@@ -15,3 +15,15 @@ class UnsafePathError(SourceError):
 
 class ImageError(Ociext4Error):
     """The ext4 image could not be laid out or written."""
+
+
+class DigestMismatch(SourceError):
+    """Bytes that do not hash to the digest (or have the size) they were fetched for."""
+
+
+class RegistryError(Ociext4Error):
+    """A registry refused, failed, or could not be reached."""
+
+
+class AuthError(RegistryError):
+    """No credentials were accepted, or an auth challenge could not be met."""

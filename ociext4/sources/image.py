@@ -1,6 +1,7 @@
-"""A container image (for now from an OCI layout directory) as a source:
-layers applied base first under the OCI rules, each checked against its
-digest and diff_id while it streams."""
+"""A container image (an OCI layout, a docker save archive, or an image a
+pull is still fetching into the cache) as a source: layers applied base first
+under the OCI rules, each checked against its digest and diff_id while it
+streams."""
 
 from __future__ import annotations
 
@@ -42,6 +43,19 @@ def read_image(ref: LocalRef, writer: Ext4Writer, plat: Platform | None = None,
     finally:
         if archive is not None:
             archive.close()
+
+
+def read_layout_image(root: Path, image: Image, writer: Ext4Writer,
+                      wait: Callable[[Layer], None] | None = None,
+                      limits: Limits | None = None, progress: Progress | None = None,
+                      stats: list[LayerStats] | None = None) -> Inode:
+    """Flattens an already resolved image of the cache's OCI layout at
+    `root`.  `wait(layer)` returns once that layer's blob is in place, so the
+    bottom layer is applied while the ones above still download.  The cache
+    checked each blob's digest before naming it, and the diff_id check still
+    covers every byte of content, so the blobs are not hashed a second time."""
+    return _flatten(image, layer_streams(root, image, wait, verify=False), root, writer, limits,
+                    progress, stats if stats is not None else [])
 
 
 def _flatten(image: Image, streams: Iterator[tuple[Layer, Any]], root: Path,

@@ -1,0 +1,44 @@
+"""`ociext4 pull REF`: fill the cache with an image from a registry."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ociext4.ocilayout import Platform
+from ociext4.reference import parse_registry
+from ociext4.registry import Pull
+
+from .pullprogress import DownloadBars
+from .registryopts import add_registry_options, options_from, show_progress, store_from
+
+
+def add_pull(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "pull", help="fetch an image from a registry into the cache",
+        description="Fetch an image's manifest, config and layers into the cache (an OCI "
+                    "image layout), verifying every blob; what is cached already costs no "
+                    "download. Prints oci:CACHE@DIGEST, which unpack, umoci and skopeo read.")
+    p.add_argument("reference", help="image name, e.g. alpine, ocaml/opam:debian, "
+                                     "host:5000/repo:tag, repo@sha256:…")
+    p.add_argument("--platform", type=Platform.parse,
+                   help="os/arch[/variant] (default: the host's)")
+    add_registry_options(p)
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bars on stderr (default: only when stderr is a terminal)")
+    p.set_defaults(run=run_pull)
+
+
+def run_pull(args: argparse.Namespace, started: float) -> int:
+    ref = parse_registry(args.reference)
+    store = store_from(args)
+    with DownloadBars(show_progress(args)) as bars, \
+            Pull(ref, store, args.platform, options_from(args), bars) as pull:
+        image = pull.start()
+        pulled = pull.finish()
+    if not args.quiet:
+        size = sum(lay.size for lay in image.layers)
+        print(f"{pulled.name}: {pulled.manifest_digest} ({pulled.platform or 'no platform'}, "
+              f"{len(image.layers)} layers, {size / 1e6:.1f} MB)", file=sys.stderr)
+    print(pulled.oci_reference)
+    return 0

@@ -1,0 +1,40 @@
+"""Options every command that reads registries or the cache shares."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ociext4.registry import Options
+from ociext4.store import Store, default_root
+
+
+def add_cache_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cache", metavar="DIR",
+                   help="the blob cache, an OCI image layout (default: $OCIEXT4_CACHE, else "
+                        "$XDG_CACHE_HOME/ociext4 or ~/.cache/ociext4)")
+
+
+def add_registry_options(p: argparse.ArgumentParser) -> None:
+    add_cache_option(p)
+    p.add_argument("--insecure", action="append", default=[], metavar="HOST[:PORT]",
+                   help="allow plain http and unverified TLS for this registry (loopback "
+                        "registries may use http without it); repeatable")
+    p.add_argument("--ca-cert", metavar="FILE",
+                   help="PEM bundle of CAs to trust for registries with a private CA")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary")
+
+
+def options_from(args: argparse.Namespace) -> Options:
+    return Options(insecure=frozenset(args.insecure), ca_cert=args.ca_cert)
+
+
+def store_from(args: argparse.Namespace) -> Store:
+    return Store(default_root(args.cache))
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    if getattr(args, "quiet", False):
+        return False
+    forced = getattr(args, "progress", None)
+    return sys.stderr.isatty() if forced is None else bool(forced)

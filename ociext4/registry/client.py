@@ -1,0 +1,199 @@
+"""One registry's HTTP side: scheme and TLS choice, Authorization on the
+registry's own host only, redirects followed by hand (so credentials never go
+to a CDN), and retries with capped backoff on 429 (honouring Retry-After),
+5xx and dropped connections."""
+
+from __future__ import annotations
+
+import email.utils
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+from ..errors import AuthError, RegistryError
+from .auth import Authenticator, is_loopback
+from .credentials import Credentials, lookup
+
+RETRY_STATUS = {429, 500, 502, 503, 504}
+TRANSIENT = (httpx.TransportError,)
+MAX_REDIRECTS = 5
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to reach registries: hosts allowed plain http (loopback always is),
+    a CA bundle to trust, and the retry policy."""
+    insecure: frozenset[str] = frozenset()
+    ca_cert: str | None = None
+    attempts: int = 6
+    backoff: float = 0.5
+    max_backoff: float = 8.0
+    max_retry_after: float = 60.0
+    timeout: float = 60.0
+    credentials: Callable[[str, str], Credentials | None] = field(default=lookup)
+
+
+def tls_problem(e: Exception, host: str) -> RegistryError | None:
+    """A certificate failure is not transient: say so at once, with the way out."""
+    text = str(e)
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        return RegistryError(f"{host}: TLS certificate not trusted ({text.split('(_ssl')[0]}); "
+                             f"give its CA with --ca-cert FILE, or --insecure {host}")
+    return None
+
+
+def retry_delay(resp: httpx.Response | None, attempt: int, opts: Options) -> float:
+    """Retry-After (seconds or an HTTP date) when given, else exponential backoff, capped."""
+    if resp is not None and (value := resp.headers.get("retry-after")):
+        try:
+            delay = float(value)
+        except ValueError:
+            try:
+                delay = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+            except (TypeError, ValueError):
+                return min(opts.backoff * (2 ** attempt), opts.max_backoff)
+        return max(0.0, min(delay, opts.max_retry_after))
+    return min(opts.backoff * (2 ** attempt), opts.max_backoff)
+
+
+class RegistryClient:
+    """Talks to the registry at `host` for `repository`; safe to share between threads."""
+
+    def __init__(self, host: str, repository: str, opts: Options | None = None) -> None:
+        self.host, self.repository = host, repository
+        self.opts = opts or Options()
+        self._insecure = host in self.opts.insecure
+        verify: ssl.SSLContext | bool = True
+        if self._insecure:
+            verify = False
+        elif self.opts.ca_cert:
+            ctx = ssl.create_default_context()
+            try:
+                ctx.load_verify_locations(self.opts.ca_cert)
+            except (OSError, ssl.SSLError) as e:
+                raise RegistryError(f"{self.opts.ca_cert}: not a usable CA bundle ({e})") from None
+            verify = ctx
+        self.http = httpx.Client(verify=verify, follow_redirects=False,
+                                 timeout=httpx.Timeout(self.opts.timeout, connect=15.0),
+                                 limits=httpx.Limits(max_connections=16),
+                                 headers={"User-Agent": "ociext4"})
+        self.auth = Authenticator(host, lambda: self.opts.credentials(host, repository),
+                                  self.http)
+        self._base: str | None = None
+        self._base_lock = threading.Lock()
+        self.scope = f"repository:{repository}:pull"
+
+    def close(self) -> None:
+        self.http.close()
+
+    def base(self) -> str:
+        """https://host, or http://host for loopback and --insecure hosts that
+        do not speak TLS (as docker does: https first)."""
+        with self._base_lock:
+            if self._base is None:
+                self._base = self._probe()
+            return self._base
+
+    def _probe(self) -> str:
+        https = f"https://{self.host}"
+        if not (self._insecure or is_loopback(httpx.URL(https).host)):
+            return https
+        try:
+            self.http.get(f"{https}/v2/", timeout=5.0)
+            return https
+        except httpx.TransportError as e:
+            if err := tls_problem(e, self.host):
+                raise err from None
+            return f"http://{self.host}"
+
+    def url(self, path: str) -> str:
+        return f"{self.base()}/v2/{self.repository}/{path}"
+
+    def open(self, method: str, url: str, headers: dict[str, str] | None = None,
+             what: str = "") -> httpx.Response:
+        """Sends the request and returns the streamed response once it is a
+        success (2xx) or a final failure; the caller closes it."""
+        what = what or url
+        attempt = 0
+        challenges = 0
+        hops = 0
+        target = httpx.URL(url)
+        if target.scheme != "https" and not self._plain_ok(target):
+            raise RegistryError(f"{what}: {target.scheme} to {target.host} refused (https only, "
+                                "except loopback and --insecure hosts)")
+        while True:
+            send = dict(headers or {})
+            own_host = target.netloc.decode("ascii") == self.host
+            if own_host and (value := self.auth.header(self.scope)):
+                send["Authorization"] = value
+            try:
+                resp = self.http.send(self.http.build_request(method, target, headers=send),
+                                      stream=True)
+            except TRANSIENT as e:
+                if err := tls_problem(e, target.host):
+                    raise err from None
+                if attempt + 1 >= self.opts.attempts:
+                    raise RegistryError(f"{what}: {self.host} unreachable after "
+                                        f"{attempt + 1} attempts ({type(e).__name__}: {e})"
+                                        ) from None
+                time.sleep(retry_delay(None, attempt, self.opts))
+                attempt += 1
+                continue
+            status = resp.status_code
+            if status == 401 and own_host:
+                resp.close()
+                challenges += 1
+                if challenges > 2:
+                    how = "with the configured credentials" if self.auth.has_credentials() \
+                        else "to anonymous requests (no credentials configured for it)"
+                    raise AuthError(f"{what}: access denied by {self.host} {how}")
+                self.auth.challenge(resp.headers.get("www-authenticate", ""), self.scope,
+                                    send.get("Authorization"))
+                continue
+            if status in (301, 302, 303, 307, 308) and "location" in resp.headers:
+                resp.close()
+                hops += 1
+                if hops > MAX_REDIRECTS:
+                    raise RegistryError(f"{what}: more than {MAX_REDIRECTS} redirects")
+                nxt = target.join(resp.headers["location"])
+                if nxt.scheme not in ("https", "http"):
+                    raise RegistryError(f"{what}: redirect to {nxt.scheme}: refused")
+                if nxt.scheme == "http" and not self._plain_ok(nxt):
+                    raise RegistryError(f"{what}: redirect to plain http ({nxt.host}) refused")
+                target = nxt
+                if status == 303:
+                    method = "GET"
+                continue
+            if status in RETRY_STATUS and attempt + 1 < self.opts.attempts:
+                delay = retry_delay(resp, attempt, self.opts)
+                resp.close()
+                time.sleep(delay)
+                attempt += 1
+                continue
+            return resp
+
+    def _plain_ok(self, url: httpx.URL) -> bool:
+        return is_loopback(url.host) or url.netloc.decode("ascii") in self.opts.insecure
+
+
+def error_for(resp: httpx.Response, what: str) -> RegistryError:
+    """A one-line error for a failed response, with the registry's own message if any."""
+    detail = ""
+    try:
+        resp.read()
+        doc = resp.json()
+        errs = doc.get("errors") or []
+        if errs:
+            detail = "; ".join(f"{e.get('code', '')}: {e.get('message', '')}" for e in errs[:3])
+    except (ValueError, AttributeError, httpx.HTTPError):
+        pass
+    if resp.status_code == 404:
+        return RegistryError(f"{what}: not found" + (f" ({detail})" if detail else ""))
+    if resp.status_code in (401, 403):
+        return AuthError(f"{what}: access denied ({resp.status_code})"
+                         + (f": {detail}" if detail else ""))
+    return RegistryError(f"{what}: HTTP {resp.status_code}" + (f" ({detail})" if detail else ""))

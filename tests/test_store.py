@@ -1,0 +1,141 @@
+"""The blob cache: nothing unverified under a digest, an OCI layout others
+can read, two processes at once, prune keeps what images need."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+from pathlib import Path
+
+import pytest
+
+from ociext4.errors import DigestMismatch
+from ociext4.ocilayout import open_image
+from ociext4.store import Store, default_root
+
+
+def digest_of(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def put_image(store: Store, name: str, layer: bytes) -> str:
+    """A one-layer image (uncompressed tar bytes do not matter to the store)."""
+    store.put(digest_of(layer), layer, "layer")
+    cfg = json.dumps({"os": "linux", "architecture": "amd64",
+                      "rootfs": {"type": "layers", "diff_ids": [digest_of(layer)]}}).encode()
+    store.put(digest_of(cfg), cfg, "config")
+    man = json.dumps({"schemaVersion": 2,
+                      "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                      "config": {"digest": digest_of(cfg), "size": len(cfg)},
+                      "layers": [{"digest": digest_of(layer), "size": len(layer),
+                                  "mediaType": "application/vnd.oci.image.layer.v1.tar"}]}
+                     ).encode()
+    store.put(digest_of(man), man, "manifest")
+    store.tag(name, {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                     "digest": digest_of(man), "size": len(man),
+                     "platform": {"os": "linux", "architecture": "amd64"}})
+    return digest_of(man)
+
+
+def test_default_root_follows_flag_env_and_xdg(monkeypatch, tmp_path):
+    monkeypatch.delenv("OCIEXT4_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_root() == tmp_path / "xdg" / "ociext4"
+    monkeypatch.setenv("OCIEXT4_CACHE", str(tmp_path / "env"))
+    assert default_root() == tmp_path / "env"
+    assert default_root(tmp_path / "flag") == tmp_path / "flag"
+
+
+def test_a_blob_is_renamed_into_place_only_when_it_matches(tmp_path):
+    store = Store(tmp_path / "c")
+    data = b"x" * 1000
+    ing = store.ingest(digest_of(data), len(data), "layer L")
+    ing.write(data[:500])
+    assert not store.has(digest_of(data))
+    ing.write(data[500:])
+    assert ing.commit() == store.blob_path(digest_of(data))
+    assert store.read(digest_of(data)) == data
+
+    wrong = store.ingest(digest_of(b"other"), 5, "layer W")
+    wrong.write(b"abcde")
+    with pytest.raises(DigestMismatch, match="layer W: content does not match its digest"):
+        wrong.commit()
+    short = store.ingest(digest_of(b"other"), 5, "layer S")
+    short.write(b"oth")
+    with pytest.raises(DigestMismatch, match="layer S: got 3 bytes"):
+        short.commit()
+    too_long = store.ingest(digest_of(b"other"), 5, "layer T")
+    with pytest.raises(DigestMismatch, match="more than the 5 bytes"):
+        too_long.write(b"others")
+    too_long.discard()
+    assert not store.has(digest_of(b"other"))
+    assert list((store.root / "ingest").iterdir()) == []
+
+
+def test_the_cache_is_an_oci_layout_open_image_reads(tmp_path):
+    store = Store(tmp_path / "c")
+    digest = put_image(store, "reg.example/a:1", b"layer-bytes")
+    assert json.loads((store.root / "oci-layout").read_text())["imageLayoutVersion"] == "1.0.0"
+    image = open_image(store.root, tag="reg.example/a:1")
+    assert image.manifest_digest == digest
+    assert [lay.digest for lay in image.layers] == [digest_of(b"layer-bytes")]
+
+
+def test_tagging_again_replaces_the_entry_for_that_name_and_platform(tmp_path):
+    store = Store(tmp_path / "c")
+    put_image(store, "reg.example/a:1", b"one")
+    second = put_image(store, "reg.example/a:1", b"two")
+    put_image(store, "reg.example/b:1", b"one")
+    assert [(e.name, e.digest) for e in store.entries()] == [
+        ("reg.example/a:1", second), ("reg.example/b:1", store.entries()[1].digest)]
+
+
+def _worker(root: str, n: int, shared: bytes) -> None:
+    store = Store(Path(root))
+    for i in range(25):
+        put_image(store, f"reg.example/p{n}:{i}", shared + str(i % 3).encode())
+
+
+def test_two_processes_share_the_cache_without_losing_entries(tmp_path):
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_worker, args=(str(tmp_path / "c"), n, b"same-layer"))
+             for n in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    store = Store(tmp_path / "c")
+    assert sorted(e.name for e in store.entries()) == sorted(
+        f"reg.example/p{n}:{i}" for n in range(2) for i in range(25))
+    for digest in store.all_blobs():
+        assert store.read(digest) is not None  # every blob holds what its name says
+    assert list((store.root / "ingest").iterdir()) == []
+
+
+def test_prune_keeps_what_tagged_images_need(tmp_path):
+    store = Store(tmp_path / "c")
+    put_image(store, "reg.example/keep:1", b"kept layer")
+    put_image(store, "reg.example/drop:1", b"dropped layer")
+    store.put(digest_of(b"stray"), b"stray", "stray blob")
+    (store.root / "ingest" / "leftover.123.partial").write_bytes(b"half")
+    before = store.all_blobs()
+    removed, freed = store.prune(["reg.example/drop:1"])
+    after = store.all_blobs()
+    assert digest_of(b"kept layer") in after and digest_of(b"dropped layer") not in after
+    assert digest_of(b"stray") not in after
+    assert removed == len(before) - len(after) + 1
+    assert freed == sum(before.values()) - sum(after.values()) + 4
+    assert open_image(store.root, tag="reg.example/keep:1").layers
+    store.prune(everything=True)
+    assert store.all_blobs() == {} and store.entries() == []
+
+
+def test_a_cache_dir_that_cannot_be_made_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(Exception, match="cannot create the cache"):
+        Store(blocker / "c")
+    assert os.path.exists(blocker)
