@@ -13,6 +13,7 @@ from ociext4 import __version__
 from ociext4.errors import Ociext4Error
 
 from .mkfs import add_mkfs
+from .run import add_run
 from .unpack import add_unpack
 
 
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_mkfs(sub)
     add_unpack(sub)
+    add_run(sub)
     return parser
 
 
