@@ -160,11 +160,22 @@ def cached_unpack(ref: LocalRef, platform: Platform | None) -> tuple[Path, dict[
 # ---------------------------------------------------------------- the run
 
 
+def split_command(image: str, rest: list[str]) -> list[str]:
+    """What follows IMAGE is the command, as with docker run; a `--` before
+    it is optional. Options after IMAGE and before a `--` are a mistake worth
+    naming rather than a command called `-u`."""
+    if rest[:1] == ["--"]:
+        return rest[1:]
+    if rest and rest[0].startswith("-") and "--" in rest:
+        raise SourceError(f"{rest[0]}: options go before the image ({image}); "
+                          "everything after it is the command")
+    return rest
+
+
 def run_run(args: argparse.Namespace, started: float) -> int:
     command = list(args.command)
-    if command[:1] == ["--"]:
-        command = command[1:]
     try:
+        command = split_command(args.image, command)
         if args.rw and parse_local(args.image) is not None:
             raise SourceError(f"{args.image}: --rw keeps writes in an image file; "
                               "make one with `ociext4 unpack` and run that")
