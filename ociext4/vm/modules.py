@@ -59,9 +59,11 @@ def resolve(wanted: Iterable[str], dep: dict[str, tuple[str, list[str]]],
 
     for name in wanted:
         key = name.replace("-", "_")
+        if key in builtin:
+            continue
         if key in dep:
             visit(dep[key][0], ())
-        elif key not in builtin:
+        else:
             raise VmError(f"kernel module {name} is neither in modules.dep nor built in")
     return order
 
