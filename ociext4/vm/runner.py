@@ -15,6 +15,7 @@ from .kernel import find_kernel
 from .qemu import Channels, VmSpec
 from .relay import Outcome, boot
 from .settings import GuestSettings
+from .vmlinux import pvh_kernel
 
 EXIT_VM = 125  # ociext4 or the VM failed, as docker run says it
 
@@ -33,10 +34,11 @@ def run_vm(image: Path, settings: GuestSettings, opts: VmOptions, stdout: Binary
            stderr: BinaryIO) -> Outcome:
     kernel = find_kernel(opts.kernel)
     base = base_initramfs(kernel, cache_dir("initramfs"))
-    accel = choose_accel(opts.accel, kernel.image, base, cache_dir("accel"))
+    boot_image = pvh_kernel(kernel.image, cache_dir("kernels")) or kernel.image
+    accel = choose_accel(opts.accel, boot_image, base, cache_dir("accel"))
     with tempfile.TemporaryDirectory(prefix="ociext4-run-") as tmp:
         initrd = write_initrd(base, records(settings.pairs()), Path(tmp) / "initrd")
-        spec = VmSpec(kernel.image, initrd, image, Channels(None, "", "", ""), accel=accel,
+        spec = VmSpec(boot_image, initrd, image, Channels(None, "", "", ""), accel=accel,
                       memory_mib=opts.memory_mib, cpus=opts.cpus, rw=settings.rw,
                       console=opts.console)
         return boot(spec, stdout, stderr, opts.timeout, show_console=opts.console)
