@@ -340,6 +340,10 @@ def test_bad_input_fails_with_125_and_one_line(bb_img, tmp_path):
         assert p.returncode == 125, (image, p.stderr)
         assert p.stderr.startswith("ociext4: error: ") and message in p.stderr
         assert p.stderr.count("\n") == 1 and p.stdout == ""
+    junk = tmp_path / "junk.img"
+    junk.write_bytes(bytes(range(256)) * 8192)
+    p = run(*TCG, junk, "--", "true")   # boots; the init cannot mount it
+    assert p.returncode == 125 and "does not mount as ext4" in p.stderr and p.stdout == ""
     p = run(*TCG, "--rw", f"oci:{tmp_path}")
     assert p.returncode == 125 and "--rw" in p.stderr
     p = run(*TCG, bb_img, "-u", "user", "--", "id")

@@ -674,7 +674,7 @@ int main(void)
         fail(&pt, 0, "%s did not appear within %ld ms", DISK, s.disk_wait_ms);
     mkdir(NEWROOT, 0755);
     if (mount(DISK, NEWROOT, "ext4", s.rw ? 0 : MS_RDONLY, "") != 0)
-        fail(&pt, 0, "mounting %s: %s", DISK, strerror(errno));
+        fail(&pt, 0, "the image does not mount as ext4 (%s: %s)", DISK, strerror(errno));
     switch_root(&pt, s.rw);
 
     mount_api(&pt, "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
