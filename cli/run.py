@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import hashlib
+import json
 import re
 import sys
 from pathlib import Path
@@ -109,8 +110,6 @@ def image_for(text: str, platform: Platform | None) -> tuple[Path, dict[str, Any
 
 def read_config(img: Path) -> dict[str, Any]:
     """The config `ociext4 unpack` saved beside the image; empty if none."""
-    import json
-
     side = Path(f"{img}.json")
     try:
         meta = json.loads(side.read_text())

@@ -179,8 +179,8 @@ def _opt(argv: list[str], flag: str) -> list[str]:
 
 
 def test_qemu_command_line_boots_the_kernel_directly_with_the_image_copy_on_write():
-    argv = command_line(VmSpec(Path("/boot/vmlinuz"), Path("/tmp/i,rd"), Path("/x/a,b.img"), CH,
-                               memory_mib=768, cpus=2))
+    argv = command_line(VmSpec(Path("/boot/vmlinuz"), Path("/tmp/i,rd"), Path("/x/a,b.img"),
+                               memory_mib=768, cpus=2), CH)
     assert argv[:3] == ["qemu-system-x86_64", "-nodefaults", "-no-user-config"]
     assert _opt(argv, "-kernel") == ["/boot/vmlinuz"] and _opt(argv, "-initrd") == ["/tmp/i,rd"]
     assert _opt(argv, "-m") == ["768"] and _opt(argv, "-smp") == ["2"]
@@ -196,12 +196,12 @@ def test_qemu_command_line_boots_the_kernel_directly_with_the_image_copy_on_writ
 
 
 def test_qemu_command_line_rw_kvm_and_no_disk():
-    argv = command_line(VmSpec(Path("k"), Path("i"), Path("a.img"), CH, accel="kvm", rw=True))
+    argv = command_line(VmSpec(Path("k"), Path("i"), Path("a.img"), accel="kvm", rw=True), CH)
     assert _opt(argv, "-drive")[0].endswith(",snapshot=off")
     assert _opt(argv, "-accel") == ["kvm"] and _opt(argv, "-cpu") == ["host"]
-    assert "-drive" not in command_line(VmSpec(Path("k"), Path("i"), None, CH))
+    assert "-drive" not in command_line(VmSpec(Path("k"), Path("i"), None), CH)
     with pytest.raises(VmError):
-        command_line(VmSpec(Path("k"), Path("i"), None, CH, accel="hax"))
+        command_line(VmSpec(Path("k"), Path("i"), None, accel="hax"), CH)
 
 
 def test_kernel_messages_go_to_the_console_port_only():

@@ -15,11 +15,10 @@ from pathlib import Path
 
 from .errors import VmError
 from .initramfs import records, write_initrd
-from .qemu import Channels, VmSpec, find_qemu
+from .qemu import VmSpec, find_qemu
 from .relay import Outcome, Status, boot
 
 PROBE_TIMEOUT = 5.0
-_NO_CHANNELS = Channels(None, "/dev/null", "/dev/null", "/dev/null")
 
 
 def kvm_opens(dev: str = "/dev/kvm") -> bool:
@@ -51,9 +50,9 @@ def probe_key(kernel: Path, qemu: str) -> str:
 def probe_boot(kernel: Path, base_initrd: Path, workdir: Path) -> Outcome:
     """Boots the init with no disk and nothing to run under KVM."""
     initrd = write_initrd(base_initrd, records([("probe", "1")]), workdir / "probe.initrd")
-    spec = VmSpec(kernel, initrd, None, _NO_CHANNELS, accel="kvm", memory_mib=256)
+    spec = VmSpec(kernel, initrd, None, accel="kvm", memory_mib=256)
     sink = io.BytesIO()
-    return boot(spec, sink, sink, timeout=PROBE_TIMEOUT)  # type: ignore[arg-type]
+    return boot(spec, sink, sink, timeout=PROBE_TIMEOUT)
 
 
 def kvm_works(kernel: Path, base_initrd: Path, cache: Path,

@@ -30,7 +30,6 @@ class VmSpec:
     kernel: Path
     initrd: Path
     disk: Path | None          # None: no disk (the KVM probe)
-    channels: Channels
     accel: str = "tcg"         # "kvm" or "tcg"
     memory_mib: int = 512
     cpus: int = 1
@@ -66,7 +65,7 @@ def kernel_cmdline(console: bool) -> str:
     return " ".join(args)
 
 
-def command_line(spec: VmSpec, qemu: str = QEMU) -> list[str]:
+def command_line(spec: VmSpec, ch: Channels, qemu: str = QEMU) -> list[str]:
     if spec.accel not in ("kvm", "tcg"):
         raise VmError(f"accelerator {spec.accel!r}: expected kvm or tcg")
     argv = [qemu, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
@@ -76,7 +75,6 @@ def command_line(spec: VmSpec, qemu: str = QEMU) -> list[str]:
     argv += ["-m", str(spec.memory_mib), "-smp", str(spec.cpus),
              "-kernel", str(spec.kernel), "-initrd", str(spec.initrd),
              "-append", kernel_cmdline(spec.console)]
-    ch = spec.channels
     argv += _serial("con", ch.console) + _serial("out", ch.stdout)
     argv += _serial("err", ch.stderr) + _serial("ctl", ch.control)
     if spec.disk is not None:

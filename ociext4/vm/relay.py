@@ -10,7 +10,7 @@ import os
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from .qemu import Channels, VmSpec, command_line, find_qemu
@@ -85,15 +85,15 @@ def _pipes(n: int) -> Iterator[list[tuple[int, int]]]:
 
 def boot(spec: VmSpec, stdout: BinaryIO, stderr: BinaryIO, timeout: float | None = None,
          show_console: bool = False) -> Outcome:
-    """Runs the VM to the end (or the timeout) and returns what happened.
-    `spec.channels` is filled in here with pipes to this process."""
+    """Runs the VM to the end (or the timeout) and returns what happened;
+    the serial ports reach this process through pipes."""
     qemu = find_qemu()
     control, console, qemu_err = bytearray(), _Tail(), _Tail()
     with _pipes(4) as pipes:
         (con_r, con_w), (out_r, out_w), (err_r, err_w), (ctl_r, ctl_w) = pipes
         chans = Channels(f"/dev/fd/{con_w}", f"/dev/fd/{out_w}", f"/dev/fd/{err_w}",
                          f"/dev/fd/{ctl_w}")
-        argv = command_line(replace(spec, channels=chans), qemu)
+        argv = command_line(spec, chans, qemu)
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, pass_fds=(con_w, out_w, err_w, ctl_w))
         for _, w in pipes:

@@ -12,7 +12,7 @@ from ..cachedir import cache_dir
 from .accel import choose_accel
 from .initramfs import base_initramfs, records, write_initrd
 from .kernel import find_kernel
-from .qemu import Channels, VmSpec
+from .qemu import VmSpec
 from .relay import Outcome, boot
 from .settings import GuestSettings
 from .vmlinux import pvh_kernel
@@ -38,7 +38,7 @@ def run_vm(image: Path, settings: GuestSettings, opts: VmOptions, stdout: Binary
     accel = choose_accel(opts.accel, boot_image, base, cache_dir("accel"))
     with tempfile.TemporaryDirectory(prefix="ociext4-run-") as tmp:
         initrd = write_initrd(base, records(settings.pairs()), Path(tmp) / "initrd")
-        spec = VmSpec(boot_image, initrd, image, Channels(None, "", "", ""), accel=accel,
+        spec = VmSpec(boot_image, initrd, image, accel=accel,
                       memory_mib=opts.memory_mib, cpus=opts.cpus, rw=settings.rw,
                       console=opts.console)
         return boot(spec, stdout, stderr, opts.timeout, show_console=opts.console)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import Ociext4Error
@@ -39,12 +39,11 @@ class GuestSettings:
     user: str
     hostname: str
     rw: bool = False
-    extra: list[tuple[str, str]] = field(default_factory=list)
 
     def pairs(self) -> list[tuple[str, str]]:
         return ([("arg", a) for a in self.argv] + [("env", e) for e in self.env]
                 + [("workdir", self.workdir), ("user", self.user),
-                   ("hostname", self.hostname), ("rw", "1" if self.rw else "0")] + self.extra)
+                   ("hostname", self.hostname), ("rw", "1" if self.rw else "0")])
 
 
 def _strings(config: Mapping[str, Any], key: str) -> list[str]:
