@@ -6,7 +6,9 @@ init's status line."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import signal
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -16,6 +18,7 @@ from typing import BinaryIO
 from .qemu import Channels, VmSpec, command_line, find_qemu
 
 TAIL = 4096  # bytes of console and QEMU output kept for error messages
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +45,13 @@ def parse_status(control: bytes) -> Status | None:
                 and parts[2].isdigit():
             found = Status(parts[1], int(parts[2]))
     return found
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: QEMU gets SIGKILL if ociext4 dies, so a
+    killed `ociext4 run` never leaves a VM running on its own."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def _pump(fd: int, sink: Callable[[bytes], None]) -> None:
@@ -95,7 +105,8 @@ def boot(spec: VmSpec, stdout: BinaryIO, stderr: BinaryIO, timeout: float | None
                          f"/dev/fd/{ctl_w}")
         argv = command_line(spec, chans, qemu)
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, pass_fds=(con_w, out_w, err_w, ctl_w))
+                                stderr=subprocess.PIPE, pass_fds=(con_w, out_w, err_w, ctl_w),
+                                preexec_fn=_die_with_parent)
         for _, w in pipes:
             os.close(w)
         readers = [(out_r, _to_stream(stdout)), (err_r, _to_stream(stderr)),
