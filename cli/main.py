@@ -17,6 +17,7 @@ from .cache import add_cache
 from .inspect import add_inspect
 from .mkfs import add_mkfs
 from .pull import add_pull
+from .run import add_run
 from .unpack import add_unpack
 
 
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_pull(sub)
     add_inspect(sub)
     add_cache(sub)
+    add_run(sub)
     return parser
 
 

@@ -1,0 +1,199 @@
+"""`ociext4 run [options] IMAGE [-- CMD ARGS...]`: boot an image in a thin
+VM, run one command in it, and exit with the command's exit code."""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import hashlib
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from ociext4.cachedir import cache_dir
+from ociext4.dockerarchive import DockerArchive
+from ociext4.errors import Ociext4Error, SourceError
+from ociext4.ext4 import Ext4Writer
+from ociext4.ext4.writer import Ext4Options
+from ociext4.ocilayout import Image, Platform, open_image
+from ociext4.reference import LocalRef, parse_local
+from ociext4.sources.image import read_image
+from ociext4.vm.runner import EXIT_VM, VmOptions, exit_code, run_vm
+from ociext4.vm.settings import Overrides, guest_settings
+
+from .units import parse_size
+
+IMAGE_CACHE_FORMAT = 1  # bump when unpacking into the cache changes
+_REGISTRY_REF = re.compile(
+    r"^[\w.-]+(:\d+)?(/[\w.-]+)*(:[\w][\w.-]{0,127})?(@sha256:[0-9a-f]{64})?$")
+
+
+def add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "run", help="boot an image in a VM and run a command in it",
+        description="Boot IMAGE in QEMU with the host's kernel and run its entrypoint, or "
+                    "CMD, in it. IMAGE is an ext4 file made by `ociext4 unpack` (its config "
+                    "is read from IMAGE.json beside it), oci:DIR[:TAG|@DIGEST] or "
+                    "docker-archive:FILE (unpacked once into a cache). The exit code is the "
+                    "command's; 125 when ociext4 or the VM fails, 126 when the command "
+                    "cannot be run, 127 when it is not found, 128+N when signal N killed it.")
+    p.add_argument("image", help="IMAGE.img, oci:DIR[:TAG|@DIGEST] or docker-archive:FILE")
+    p.add_argument("command", nargs=argparse.REMAINDER,
+                   help="command and arguments (after --), replacing the image's Cmd")
+    p.add_argument("-e", "--env", action="append", default=[], metavar="KEY[=VALUE]",
+                   help="set an environment variable (KEY alone copies the host's value)")
+    p.add_argument("-w", "--workdir", help="working directory in the guest")
+    p.add_argument("-u", "--user", help="user[:group], as names or numbers")
+    p.add_argument("--entrypoint", help="replace the image's Entrypoint (and drop its Cmd)")
+    p.add_argument("--rw", action="store_true",
+                   help="keep the guest's writes in the image file (default: discarded)")
+    p.add_argument("--memory", type=_memory, default=512, metavar="SIZE",
+                   help="guest memory (default 512M; a bare number is MiB)")
+    p.add_argument("--cpus", type=_cpus, default=1, help="guest CPUs (default 1)")
+    p.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto",
+                   help="KVM or TCG; auto uses KVM only where a probe boot proves it works")
+    p.add_argument("--timeout", type=_seconds, metavar="SECONDS",
+                   help="stop the VM after this long (exit 125)")
+    p.add_argument("--kernel", type=Path, help="kernel image (default: the newest /boot/vmlinuz-*)")
+    p.add_argument("--console", action="store_true",
+                   help="show the kernel's messages on stderr")
+    p.add_argument("--platform", type=Platform.parse,
+                   help="os/arch[/variant] for image references (default: the host's)")
+    p.set_defaults(run=run_run)
+
+
+def _memory(text: str) -> int:
+    mib = int(text) if text.isdigit() else parse_size(text) >> 20
+    if mib < 64:
+        raise argparse.ArgumentTypeError(f"{text!r}: at least 64M")
+    return mib
+
+
+def _cpus(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number from 1 to 64")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a positive number of seconds")
+    return value
+
+
+# ------------------------------------------------------------ image lookup
+
+
+def image_for(text: str, platform: Platform | None) -> tuple[Path, dict[str, Any]]:
+    """The ext4 image a reference names, and its config: a file as it is, a
+    local image unpacked through the cache. Registry references are the
+    registry client's to add here."""
+    ref = parse_local(text)
+    if ref is not None:
+        return cached_unpack(ref, platform)
+    path = Path(text)
+    if path.exists():
+        if not path.is_file():
+            raise SourceError(f"{text}: not an image file")
+        return path, read_config(path)
+    if _REGISTRY_REF.match(text) and not text.endswith((".img", ".ext4")):
+        raise SourceError(f"{text}: running images from registries is not supported yet; "
+                          "use an image file, oci:DIR or docker-archive:FILE")
+    raise SourceError(f"{text}: no such image file")
+
+
+def read_config(img: Path) -> dict[str, Any]:
+    """The config `ociext4 unpack` saved beside the image; empty if none."""
+    side = Path(f"{img}.json")
+    try:
+        meta = json.loads(side.read_text())
+    except FileNotFoundError:
+        return {}
+    except ValueError as e:
+        raise SourceError(f"{side}: not JSON ({e})") from None
+    config = meta.get("config") if isinstance(meta, dict) else None
+    if not isinstance(config, dict):
+        raise SourceError(f"{side}: no config object")
+    return config
+
+
+def _peek(ref: LocalRef, platform: Platform | None) -> Image:
+    if ref.transport == "docker-archive":
+        archive = DockerArchive(Path(ref.path))
+        try:
+            return archive.image()
+        finally:
+            archive.close()
+    return open_image(Path(ref.path), ref.tag, ref.digest, platform)
+
+
+def cached_unpack(ref: LocalRef, platform: Platform | None) -> tuple[Path, dict[str, Any]]:
+    """Unpacks the image once per manifest digest and options; later runs
+    boot the cached ext4 at once."""
+    from .unpack import derived_uuid, write_config
+
+    image = _peek(ref, platform)
+    plat = platform or Platform.host()
+    key = hashlib.sha256(f"{IMAGE_CACHE_FORMAT} {image.manifest_digest} {plat}".encode())
+    dest = cache_dir("images") / f"{key.hexdigest()[:32]}.img"
+    with open(f"{dest}.lock", "w") as lock:
+        # Two runs of one new image: one unpacks, the other waits and reuses.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (dest.is_file() and Path(f"{dest}.json").is_file()):
+            Path(f"{dest}.json").unlink(missing_ok=True)
+            opts = Ext4Options(uuid=derived_uuid(image.manifest_digest, "uuid"),
+                               hash_seed=derived_uuid(image.manifest_digest, "hash-seed"))
+            with Ext4Writer(dest, opts) as writer:
+                root, image = read_image(ref, writer, platform)
+                writer.commit(root)
+            write_config(str(dest), image)
+    return dest, read_config(dest)
+
+
+# ---------------------------------------------------------------- the run
+
+
+def split_command(image: str, rest: list[str]) -> list[str]:
+    """What follows IMAGE is the command, as with docker run; a `--` before
+    it is optional. Options after IMAGE and before a `--` are a mistake worth
+    naming rather than a command called `-u`."""
+    if rest[:1] == ["--"]:
+        return rest[1:]
+    if rest and rest[0].startswith("-") and "--" in rest:
+        raise SourceError(f"{rest[0]}: options go before the image ({image}); "
+                          "everything after it is the command")
+    return rest
+
+
+def run_run(args: argparse.Namespace, started: float) -> int:
+    command = list(args.command)
+    try:
+        command = split_command(args.image, command)
+        if args.rw and parse_local(args.image) is not None:
+            raise SourceError(f"{args.image}: --rw keeps writes in an image file; "
+                              "make one with `ociext4 unpack` and run that")
+        img, config = image_for(args.image, args.platform)
+        settings = guest_settings(config, Overrides(
+            command=command, entrypoint=args.entrypoint, env=args.env, workdir=args.workdir,
+            user=args.user, rw=args.rw))
+        opts = VmOptions(kernel=args.kernel, accel=args.accel, memory_mib=args.memory,
+                         cpus=args.cpus, timeout=args.timeout, console=args.console)
+        sys.stdout.flush()
+        outcome = run_vm(img, settings, opts, sys.stdout.buffer, sys.stderr.buffer)
+    except Ociext4Error as e:
+        print(f"ociext4: error: {e}", file=sys.stderr)
+        return EXIT_VM
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"ociext4: error: {where}{e.strerror or e}", file=sys.stderr)
+        return EXIT_VM
+    code, why = exit_code(outcome)
+    if why:
+        print(f"ociext4: error: {why}", file=sys.stderr)
+    return code

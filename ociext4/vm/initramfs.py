@@ -1,0 +1,91 @@
+"""The guest's initramfs: a cached archive with our init and the kernel's
+modules, and a small per-run archive of settings appended to it (the kernel
+unpacks concatenated newc archives in order)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from importlib import resources
+from pathlib import Path
+
+from . import cpio
+from .errors import VmError
+from .kernel import Kernel
+from .modules import guest_modules, read_module
+
+FORMAT = 1  # bump when the archive's layout changes
+INIT_NAME = "ociext4-init"
+
+
+def init_binary() -> bytes:
+    """The static init built at install time from csrc/init/init.c."""
+    ref = resources.files("ociext4.vm") / INIT_NAME
+    try:
+        return ref.read_bytes()
+    except FileNotFoundError:
+        raise VmError(f"the guest init ({INIT_NAME}) is missing: reinstall ociext4 "
+                      "with gcc and a static libc (Debian: libc6-dev)") from None
+
+
+def records(pairs: list[tuple[str, str]]) -> bytes:
+    """The init's settings format: NUL-terminated key=value records."""
+    out = bytearray()
+    for key, value in pairs:
+        if "=" in key or "\0" in key or "\0" in value:
+            raise VmError(f"setting {key}: NUL bytes cannot be passed to the guest")
+        out += f"{key}={value}".encode("utf-8", "surrogateescape") + b"\0"
+    return bytes(out)
+
+
+def base_members(init: bytes, modules_dir: Path, module_paths: list[str]) -> list[cpio.Member]:
+    members = [cpio.file("init", init, 0o755), cpio.directory("ociext4"),
+               cpio.directory("ociext4/modules.d")]
+    order: list[tuple[str, str]] = []
+    for i, rel in enumerate(module_paths):
+        # Numbered flat names: two modules may share a base name.
+        name = f"ociext4/modules.d/{i:02d}-{rel.rsplit('/', 1)[-1].split('.ko')[0]}.ko"
+        members.append(cpio.file(name, read_module(modules_dir / rel)))
+        order.append(("module", "/" + name))
+    members.append(cpio.file("ociext4/modules", records(order)))
+    return members
+
+
+def _cache_key(kernel: Kernel, init: bytes, module_paths: list[str]) -> str:
+    h = hashlib.sha256(f"ociext4-initramfs {FORMAT} {kernel.version}\n".encode())
+    h.update(hashlib.sha256(init).digest())
+    for rel in module_paths:
+        st = (kernel.modules / rel).stat()
+        h.update(f"{rel} {st.st_size} {st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:20]
+
+
+def base_initramfs(kernel: Kernel, cache: Path) -> Path:
+    """The cached archive for this kernel and init, built on first use."""
+    init = init_binary()
+    module_paths = guest_modules(kernel.modules)
+    path = cache / f"{kernel.version}-{_cache_key(kernel, init, module_paths)}.cpio"
+    if path.is_file():
+        return path
+    data = cpio.archive(base_members(init, kernel.modules, module_paths))
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def settings_archive(settings: bytes) -> bytes:
+    # ociext4/ already exists: the base archive made it.
+    return cpio.archive([cpio.file("ociext4/settings", settings)])
+
+
+def write_initrd(base: Path, settings: bytes, dest: Path) -> Path:
+    """The run's initrd: the cached archive with the settings appended."""
+    with open(base, "rb") as src, open(dest, "wb") as out:
+        shutil.copyfileobj(src, out)
+        out.write(settings_archive(settings))
+    return dest

@@ -1,0 +1,95 @@
+"""The kernel modules the guest needs, resolved through modules.dep in the
+order they must load, and read decompressed (.ko, .ko.xz, .ko.zst)."""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import zstandard
+
+from .errors import VmError
+
+# What the guest needs to reach its disk and its file system; their
+# dependencies (virtio, virtio_ring, virtio_pci_*_dev, jbd2, ...) follow.
+GUEST_MODULES = ("virtio_pci", "virtio_blk", "ext4")
+
+_SUFFIX = re.compile(r"\.ko(\.xz|\.zst|\.gz)?$")
+
+
+def module_name(path: str) -> str:
+    """modprobe's name for a module file: `-` and `_` are the same."""
+    return _SUFFIX.sub("", path.rsplit("/", 1)[-1]).replace("-", "_")
+
+
+def parse_dep(text: str) -> dict[str, tuple[str, list[str]]]:
+    """modules.dep as {name: (path, [dependency paths])}."""
+    out: dict[str, tuple[str, list[str]]] = {}
+    for line in text.splitlines():
+        path, sep, deps = line.partition(":")
+        if sep and path.strip():
+            out[module_name(path.strip())] = (path.strip(), deps.split())
+    return out
+
+
+def parse_builtin(text: str) -> set[str]:
+    return {module_name(line.strip()) for line in text.splitlines() if line.strip()}
+
+
+def resolve(wanted: Iterable[str], dep: dict[str, tuple[str, list[str]]],
+            builtin: set[str]) -> list[str]:
+    """Paths (relative to the modules directory) of `wanted` and everything
+    they depend on, each after its dependencies, built-in ones left out."""
+    by_path = {path: deps for path, deps in dep.values()}
+    order: list[str] = []
+    done: set[str] = set()
+
+    def visit(path: str, stack: tuple[str, ...]) -> None:
+        if path in done:
+            return
+        if path in stack:
+            raise VmError(f"modules.dep: dependency loop through {path}")
+        for d in by_path.get(path, []):
+            visit(d, (*stack, path))
+        done.add(path)
+        order.append(path)
+
+    for name in wanted:
+        key = name.replace("-", "_")
+        if key in builtin:
+            continue
+        if key in dep:
+            visit(dep[key][0], ())
+        else:
+            raise VmError(f"kernel module {name} is neither in modules.dep nor built in")
+    return order
+
+
+def guest_modules(modules_dir: Path, wanted: Iterable[str] = GUEST_MODULES) -> list[str]:
+    """The module paths to load, in order; none when the kernel has no
+    modules directory (everything needed must then be built in)."""
+    try:
+        dep = parse_dep((modules_dir / "modules.dep").read_text())
+    except FileNotFoundError:
+        return []
+    try:
+        builtin = parse_builtin((modules_dir / "modules.builtin").read_text())
+    except FileNotFoundError:
+        builtin = set()
+    return resolve(wanted, dep, builtin)
+
+
+def read_module(path: Path) -> bytes:
+    """The module's ELF bytes: the initramfs holds them uncompressed so the
+    init needs no decompressor."""
+    data = path.read_bytes()
+    if path.name.endswith(".xz"):
+        return lzma.decompress(data)
+    if path.name.endswith(".zst"):
+        return zstandard.ZstdDecompressor().decompress(data, max_output_size=256 << 20)
+    if path.name.endswith(".gz"):
+        return gzip.decompress(data)
+    return data
