@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import signal
 import sys
@@ -56,6 +57,18 @@ def timestamp_from_env() -> int:
     return int(value) if value.isdigit() else 0
 
 
+def _keep_freed_memory() -> None:
+    """Layers arrive as pieces of up to 1 MiB.  By default glibc maps and
+    unmaps each one, so every piece faults in freshly zeroed pages: about a
+    tenth of an unpack's CPU time.  Keeping them in the heap costs ~20 MB."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return  # not glibc: nothing to tune
+    mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
+    mallopt(-1, 64 << 20)  # M_TRIM_THRESHOLD
+
+
 class _Terminated(Exception):
     """SIGTERM, raised where the program is, so that what is being written
     is removed on the way out just as for Ctrl-C."""
@@ -70,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     signal.signal(signal.SIGTERM, _on_sigterm)
+    _keep_freed_memory()
     try:
         return int(args.run(args, started) or 0)
     except Ociext4Error as e:
