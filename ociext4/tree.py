@@ -201,6 +201,8 @@ class Tree:
 
     def collect(self) -> None:
         """Releases the files that no name reaches any more."""
+        if not self._orphans:
+            return  # the common case: called after every entry
         orphans, self._orphans = self._orphans, []
         seen: set[int] = set()
         for node in orphans:
