@@ -354,3 +354,5 @@ def test_bad_input_fails_with_125_and_one_line(bb_img, tmp_path):
     assert p.returncode == 125 and "--rw" in p.stderr
     p = run(*TCG, bb_img, "-u", "user", "--", "id")
     assert p.returncode == 125 and "options go before the image" in p.stderr
+    p = run(*TCG, "--kernel", tmp_path / "vmlinuz-none", bb_img, "--", "true")
+    assert p.returncode == 125 and "vmlinuz-none: no such kernel image" in p.stderr
