@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -31,12 +32,19 @@ sys.path.insert(0, str(REPO / "fixtures"))
 from runimages import busybox_layout  # noqa: E402
 
 
-def timed(argv: list[str]) -> float:
+def timed(argv: list[str], cpu: list[float] | None = None) -> float:
+    """Wall seconds of one run; its CPU seconds (ociext4 and QEMU, user and
+    system) go to `cpu`: on a machine shared with other work the wall time
+    swings with the load, the CPU time much less."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     p = subprocess.run(argv, capture_output=True)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if p.returncode != 0:
         raise SystemExit(f"bench: {' '.join(argv)} exited {p.returncode}: {p.stderr.decode()}")
+    if cpu is not None:
+        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     return elapsed
 
 
@@ -55,19 +63,25 @@ def main() -> int:
         run = [ociext4, "run", "--accel", args.accel, f"oci:{layout}", "--", "true"]
         first = timed(run)   # unpacks into the cache, builds the initramfs
         startup = statistics.median(timed([ociext4, "--version"]) for _ in range(5))
-        times = [timed(run) for _ in range(args.runs)]
+        cpu: list[float] = []
+        times = [timed(run, cpu) for _ in range(args.runs)]
+        load = os.getloadavg()[0]
     result = {"accel": args.accel, "runs": args.runs, "first_run_s": round(first, 3),
               "median_s": round(statistics.median(times), 3),
               "min_s": round(min(times), 3), "max_s": round(max(times), 3),
-              "cli_startup_median_s": round(startup, 3), "cpus": os.cpu_count()}
+              "cpu_median_s": round(statistics.median(cpu), 3),
+              "cli_startup_median_s": round(startup, 3), "cpus": os.cpu_count(),
+              "load_average_1min": round(load, 2)}
     if args.json:
         print(json.dumps(result, indent=1))
     else:
         print(f"ociext4 run --accel {args.accel} (cached busybox image, `true`), "
               f"{args.runs} runs: median {result['median_s']:.2f} s, "
               f"min {result['min_s']:.2f} s, max {result['max_s']:.2f} s; "
+              f"CPU (ociext4 + QEMU) median {result['cpu_median_s']:.2f} s; "
               f"first run (unpack + initramfs) {first:.2f} s; "
-              f"`ociext4 --version` alone {startup:.2f} s")
+              f"`ociext4 --version` alone {startup:.2f} s; load average {load:.1f} "
+              f"on {os.cpu_count()} CPUs")
     return 0
 
 

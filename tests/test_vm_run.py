@@ -303,12 +303,12 @@ def test_debootstrap_image_runs_dynamically_linked_programs_as_its_users(minbase
 def test_oci_reference_is_unpacked_once_then_reused(bb_layout, private_cache):
     first = run(*TCG, f"oci:{bb_layout}:latest", "--", "echo", "first")
     assert (first.returncode, first.stdout) == (0, "first\n"), first.stderr
-    images = sorted((private_cache / "images").glob("*.img"))
+    images = sorted((private_cache / "run/images").glob("*.img"))
     assert len(images) == 1
     made = images[0].stat()
     second = run(*TCG, f"oci:{bb_layout}", "--", "sh", "-c", 'echo "$GREETING"')
     assert (second.returncode, second.stdout) == (0, "hello from the image\n")
-    again = sorted((private_cache / "images").glob("*.img"))
+    again = sorted((private_cache / "run/images").glob("*.img"))
     assert again == images
     assert (again[0].stat().st_ino, again[0].stat().st_mtime_ns) == (made.st_ino,
                                                                      made.st_mtime_ns)
@@ -325,7 +325,7 @@ def test_auto_accel_probes_once_and_runs(bb_img, private_cache):
     p = run("--accel", "auto", bb_img, "--", "echo", "auto")
     assert (p.returncode, p.stdout) == (0, "auto\n"), p.stderr
     if os.access("/dev/kvm", os.R_OK | os.W_OK):
-        verdicts = list((private_cache / "accel").glob("kvm-probe-*.json"))
+        verdicts = list((private_cache / "run/accel").glob("kvm-probe-*.json"))
         assert len(verdicts) == 1
         assert isinstance(json.loads(verdicts[0].read_text())["kvm"], bool)
 
@@ -354,3 +354,5 @@ def test_bad_input_fails_with_125_and_one_line(bb_img, tmp_path):
     assert p.returncode == 125 and "--rw" in p.stderr
     p = run(*TCG, bb_img, "-u", "user", "--", "id")
     assert p.returncode == 125 and "options go before the image" in p.stderr
+    p = run(*TCG, "--kernel", tmp_path / "vmlinuz-none", bb_img, "--", "true")
+    assert p.returncode == 125 and "vmlinuz-none: no such kernel image" in p.stderr

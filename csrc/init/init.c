@@ -405,7 +405,8 @@ static char *next_line(char **cursor)
 
 static int member_of(char *members, const char *name)
 {
-    for (char *tok = strtok(members, ","); tok; tok = strtok(NULL, ","))
+    char *save = NULL;
+    for (char *tok = strtok_r(members, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
         if (!strcmp(tok, name))
             return 1;
     return 0;

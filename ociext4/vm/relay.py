@@ -107,13 +107,14 @@ def boot(spec: VmSpec, stdout: BinaryIO, stderr: BinaryIO, timeout: float | None
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, pass_fds=(con_w, out_w, err_w, ctl_w),
                                 preexec_fn=_die_with_parent)
-        for _, w in pipes:
+        # From here the pumps own the read ends and QEMU the write ends:
+        # nothing is left for _pipes to close (twice).
+        pipes.clear()
+        for w in (con_w, out_w, err_w, ctl_w):
             os.close(w)
         readers = [(out_r, _to_stream(stdout)), (err_r, _to_stream(stderr)),
                    (con_r, _to_stream(stderr) if show_console else console.add),
                    (ctl_r, control.extend)]
-        # The pumps own the read ends from here on.
-        pipes.clear()
         threads = [threading.Thread(target=_pump, args=r, daemon=True) for r in readers]
         assert proc.stderr is not None
         threads.append(threading.Thread(target=_pump, args=(os.dup(proc.stderr.fileno()),
