@@ -7,7 +7,6 @@ import argparse
 import fcntl
 import hashlib
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,28 +17,30 @@ from ociext4.errors import Ociext4Error, SourceError
 from ociext4.ext4 import Ext4Writer
 from ociext4.ext4.writer import Ext4Options
 from ociext4.ocilayout import Image, Platform, open_image
-from ociext4.reference import LocalRef, parse_local
+from ociext4.reference import LocalRef, parse_local, parse_registry
+from ociext4.registry import fetch_image
 from ociext4.sources.image import read_image
 from ociext4.vm.runner import EXIT_VM, VmOptions, exit_code, run_vm
 from ociext4.vm.settings import Overrides, guest_settings
 
+from .registryopts import add_registry_options
+from .registryopts import options_from as registry_options
 from .units import parse_size
 
 IMAGE_CACHE_FORMAT = 1  # bump when unpacking into the cache changes
-_REGISTRY_REF = re.compile(
-    r"^[\w.-]+(:\d+)?(/[\w.-]+)*(:[\w][\w.-]{0,127})?(@sha256:[0-9a-f]{64})?$")
-
-
 def add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "run", help="boot an image in a VM and run a command in it",
         description="Boot IMAGE in QEMU with the host's kernel and run its entrypoint, or "
                     "CMD, in it. IMAGE is an ext4 file made by `ociext4 unpack` (its config "
-                    "is read from IMAGE.json beside it), oci:DIR[:TAG|@DIGEST] or "
-                    "docker-archive:FILE (unpacked once into a cache). The exit code is the "
-                    "command's; 125 when ociext4 or the VM fails, 126 when the command "
-                    "cannot be run, 127 when it is not found, 128+N when signal N killed it.")
-    p.add_argument("image", help="IMAGE.img, oci:DIR[:TAG|@DIGEST] or docker-archive:FILE")
+                    "is read from IMAGE.json beside it), oci:DIR[:TAG|@DIGEST], "
+                    "docker-archive:FILE or a registry image name (pulled into the blob "
+                    "cache; each image is unpacked once into a cache of ext4 images). The "
+                    "exit code is the command's; 125 when ociext4 or the VM fails, 126 when "
+                    "the command cannot be run, 127 when it is not found, 128+N when signal "
+                    "N killed it.")
+    p.add_argument("image", help="IMAGE.img, oci:DIR[:TAG|@DIGEST], docker-archive:FILE or "
+                                 "a registry image name (pulled into the cache)")
     p.add_argument("command", nargs=argparse.REMAINDER,
                    help="command and arguments (after --), replacing the image's Cmd")
     p.add_argument("-e", "--env", action="append", default=[], metavar="KEY[=VALUE]",
@@ -61,6 +62,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="show the kernel's messages on stderr")
     p.add_argument("--platform", type=Platform.parse,
                    help="os/arch[/variant] for image references (default: the host's)")
+    add_registry_options(p)
     p.set_defaults(run=run_run)
 
 
@@ -90,10 +92,11 @@ def _seconds(text: str) -> float:
 # ------------------------------------------------------------ image lookup
 
 
-def image_for(text: str, platform: Platform | None) -> tuple[Path, dict[str, Any]]:
+def image_for(text: str, platform: Platform | None,
+              args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
     """The ext4 image a reference names, and its config: a file as it is, a
-    local image unpacked through the cache. Registry references are the
-    registry client's to add here."""
+    local image unpacked through the cache, a registry image pulled into the
+    blob cache first (what is cached costs no download)."""
     ref = parse_local(text)
     if ref is not None:
         return cached_unpack(ref, platform)
@@ -102,10 +105,16 @@ def image_for(text: str, platform: Platform | None) -> tuple[Path, dict[str, Any
         if not path.is_file():
             raise SourceError(f"{text}: not an image file")
         return path, read_config(path)
-    if _REGISTRY_REF.match(text) and not text.endswith((".img", ".ext4")):
-        raise SourceError(f"{text}: running images from registries is not supported yet; "
-                          "use an image file, oci:DIR or docker-archive:FILE")
-    raise SourceError(f"{text}: no such image file")
+    if text.endswith((".img", ".ext4")) or "/" in text and not text.split("/", 1)[0]:
+        raise SourceError(f"{text}: no such image file")
+    try:
+        name = parse_registry(text)
+    except SourceError:
+        raise SourceError(f"{text}: no such image file, and not an image name") from None
+    pulled = fetch_image(name, cache=args.cache, platform=platform,
+                         options=registry_options(args))
+    return cached_unpack(LocalRef("oci", str(pulled.layout), digest=pulled.manifest_digest),
+                         platform)
 
 
 def read_config(img: Path) -> dict[str, Any]:
@@ -178,7 +187,7 @@ def run_run(args: argparse.Namespace, started: float) -> int:
         if args.rw and parse_local(args.image) is not None:
             raise SourceError(f"{args.image}: --rw keeps writes in an image file; "
                               "make one with `ociext4 unpack` and run that")
-        img, config = image_for(args.image, args.platform)
+        img, config = image_for(args.image, args.platform, args)
         settings = guest_settings(config, Overrides(
             command=command, entrypoint=args.entrypoint, env=args.env, workdir=args.workdir,
             user=args.user, rw=args.rw))

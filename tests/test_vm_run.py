@@ -337,7 +337,7 @@ def test_bad_input_fails_with_125_and_one_line(bb_img, tmp_path):
     bare = tmp_path / "bare.img"
     shutil.copy(bb_img, bare)   # no bare.img.json: no config, so no command
     cases = {
-        "ocaml/opam": "not supported yet",
+        "Not/An:Image!": "no such image file, and not an image name",
         str(tmp_path / "missing.img"): "no such image file",
         str(bare): "no command",
     }
