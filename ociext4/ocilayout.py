@@ -93,12 +93,18 @@ def _read_json(root: Path, digest: str, what: str) -> dict[str, Any]:
         raise SourceError(f"{root}: {what} {digest} is larger than {MAX_JSON} bytes")
     if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
         raise SourceError(f"{root}: {what} {digest} does not match its digest")
+    return json_object(data, f"{root}: {what} {digest}")
+
+
+def json_object(data: bytes, what: str) -> dict[str, Any]:
+    """A manifest, index or config document: a JSON object, or an error
+    naming `what`."""
     try:
         doc = json.loads(data)
     except ValueError as e:
-        raise SourceError(f"{root}: {what} {digest} is not JSON ({e})") from None
+        raise SourceError(f"{what}: not JSON ({e})") from None
     if not isinstance(doc, dict):
-        raise SourceError(f"{root}: {what} {digest} is not a JSON object")
+        raise SourceError(f"{what}: not a JSON object")
     return doc
 
 

@@ -5,7 +5,6 @@ refused, every document checked against its digest and kept in the cache."""
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,7 @@ from ..ocilayout import (
     Image,
     Layer,
     Platform,
+    json_object,
     pick_manifest,
 )
 from ..reference import RegistryRef
@@ -49,16 +49,6 @@ def _read_limited(resp: Any, what: str) -> bytes:
     return bytes(data)
 
 
-def _parse(data: bytes, what: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(data)
-    except ValueError as e:
-        raise SourceError(f"{what}: not JSON ({e})") from None
-    if not isinstance(doc, dict):
-        raise SourceError(f"{what}: not a JSON object")
-    return doc
-
-
 def _kind(doc: dict[str, Any], content_type: str, what: str) -> str:
     media = str(doc.get("mediaType") or content_type.split(";")[0].strip())
     if media in SCHEMA1_TYPES or doc.get("schemaVersion") == 1:
@@ -86,7 +76,7 @@ class ManifestSource:
             if reference.startswith("sha256:") else f"{self.ref.registry}/" \
             f"{self.ref.repository}:{reference}"
         if reference.startswith("sha256:") and (data := self.store.read(reference)) is not None:
-            doc = _parse(data, what)
+            doc = json_object(data, what)
             return reference, str(doc.get("mediaType") or ""), doc, len(data)
         client = self.client()
         resp = client.open("GET", client.url(f"manifests/{reference}"), {"Accept": ACCEPT}, what)
@@ -104,7 +94,7 @@ class ManifestSource:
         if claimed.startswith("sha256:") and claimed != digest:
             raise DigestMismatch(f"{what}: Docker-Content-Digest {claimed} does not match "
                                  f"the manifest's digest {digest}")
-        doc = _parse(data, what)
+        doc = json_object(data, what)
         kind = _kind(doc, content_type, what)
         media = str(doc.get("mediaType") or content_type.split(";")[0].strip())
         if not media:
@@ -120,7 +110,7 @@ class ManifestSource:
         data = self.store.read(digest)
         if data is None:
             raise DigestMismatch(f"{what}: cached config does not match its digest")
-        return _parse(data, what)
+        return json_object(data, what)
 
 
 def _plat_of(p: dict[str, Any]) -> str:
