@@ -15,7 +15,7 @@ import httpx
 
 from ..errors import DigestMismatch, RegistryError
 from ..store import Ingest, Store
-from .client import RegistryClient, error_for, retry_delay
+from .client import RegistryClient, error_for, no_answer, retry_delay
 
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
@@ -51,7 +51,7 @@ def fetch_blob(client: RegistryClient, store: Store, digest: str, size: int | No
 def _download(client: RegistryClient, store: Store, url: str, digest: str, size: int | None,
               what: str, on_bytes: OnBytes | None, cancel: threading.Event | None) -> Path:
     ing = store.ingest(digest, size, what)
-    failures = 0
+    failures = timeouts = 0
     try:
         while True:
             if cancel is not None and cancel.is_set():
@@ -67,6 +67,10 @@ def _download(client: RegistryClient, store: Store, url: str, digest: str, size:
                 return ing.commit()
             # A transfer that moved forward earns a fresh set of attempts.
             failures = 0 if ing.offset > before else failures + 1
+            if isinstance(err, httpx.TimeoutException):
+                timeouts = 0 if ing.offset > before else timeouts + 1
+                if timeouts >= client.opts.timeout_attempts:
+                    raise no_answer(what, httpx.URL(url).host, client.opts, timeouts)
             if failures >= client.opts.attempts:
                 raise RegistryError(f"{what}: download kept failing at byte {ing.offset}"
                                     + (f" ({type(err).__name__}: {err})" if err else ""))

@@ -22,6 +22,7 @@ from ..ocilayout import (
 )
 from ..reference import RegistryRef
 from ..store import FROM_INDEX, Store
+from .bodies import read_limited
 from .client import RegistryClient, error_for
 
 SCHEMA1_TYPES = {"application/vnd.docker.distribution.manifest.v1+json",
@@ -38,15 +39,6 @@ class Resolved:
     config_descriptor: dict[str, Any]
     layer_urls: dict[str, list[str]]  # foreign layers' download locations
     platform: str
-
-
-def _read_limited(resp: Any, what: str) -> bytes:
-    data = bytearray()
-    for chunk in resp.iter_bytes():
-        data += chunk
-        if len(data) > MAX_JSON:
-            raise RegistryError(f"{what}: larger than {MAX_JSON} bytes")
-    return bytes(data)
 
 
 def _parse(data: bytes, what: str) -> dict[str, Any]:
@@ -93,7 +85,7 @@ class ManifestSource:
         try:
             if resp.status_code != 200:
                 raise error_for(resp, what)
-            data = _read_limited(resp, what)
+            data = read_limited(resp, MAX_JSON, what)
             content_type = resp.headers.get("content-type", "")
             claimed = resp.headers.get("docker-content-digest", "")
         finally:
