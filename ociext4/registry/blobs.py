@@ -22,8 +22,11 @@ _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 OnBytes = Callable[[int], None]
 
 
-class Cancelled(Exception):
+class Cancelled(RegistryError):
     """Another layer failed; this download stopped early."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what}: stopped, another download of the pull failed")
 
 
 def fetch_blob(client: RegistryClient, store: Store, digest: str, size: int | None,
@@ -39,7 +42,7 @@ def fetch_blob(client: RegistryClient, store: Store, digest: str, size: int | No
     for url in sources:
         try:
             return _download(client, store, url, digest, size, what, on_bytes, cancel)
-        except DigestMismatch:
+        except (DigestMismatch, Cancelled):
             raise
         except RegistryError as e:
             # A foreign layer's URL may be gone; the registry may still have the blob.
