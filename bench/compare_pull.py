@@ -120,14 +120,15 @@ def main(argv: list[str] | None = None) -> int:
         "speedup_cold": med["skopeo+umoci+mkfs"] / med["cold"],
         "speedup_warm": med["skopeo+umoci+mkfs"] / med["warm"],
     }
+    failed = int(any(v != "pass" for v in checks.values()))
     if args.json:
         print(json.dumps(report, indent=1))
-        return 0
+        return failed
     for s in STEPS:
         print(f"{LABELS[s]:<32} {med[s]:>8.2f} s")
     print(f"skopeo+umoci+mkfs / ociext4 cold: {report['speedup_cold']:.1f}x, "
           f"warm: {report['speedup_warm']:.1f}x; e2fsck: {checks}")
-    return 0
+    return failed
 
 
 if __name__ == "__main__":

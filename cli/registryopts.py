@@ -22,11 +22,15 @@ def add_registry_options(p: argparse.ArgumentParser) -> None:
                         "registries may use http without it); repeatable")
     p.add_argument("--ca-cert", metavar="FILE",
                    help="PEM bundle of CAs to trust for registries with a private CA")
+    p.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="give up on a registry that sends nothing for this long, after a "
+                        "second try (default: 60)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary")
 
 
 def options_from(args: argparse.Namespace) -> Options:
-    return Options(insecure=frozenset(args.insecure), ca_cert=args.ca_cert)
+    return Options(insecure=frozenset(args.insecure), ca_cert=args.ca_cert,
+                   timeout=args.timeout)
 
 
 def store_from(args: argparse.Namespace) -> Store:

@@ -6,6 +6,7 @@ until shortly before it expires."""
 from __future__ import annotations
 
 import base64
+import json
 import re
 import threading
 import time
@@ -16,12 +17,14 @@ from typing import Any
 import httpx
 
 from ..errors import AuthError
+from .bodies import read_limited
 from .credentials import Credentials
 
 _PARAM = re.compile(r'\s*([A-Za-z0-9_.-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?')
 # A token is used until this long before its stated expiry.
 _EXPIRY_MARGIN = 10.0
 _DEFAULT_LIFETIME = 60.0
+_MAX_TOKEN_RESPONSE = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,10 @@ def parse_challenges(header: str) -> list[Challenge]:
             pos = p.end()
         out.append(Challenge(scheme, params))
     return out
+
+
+def basic_header(creds: Credentials) -> str:
+    return "Basic " + base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
 
 
 def is_loopback(host: str) -> bool:
@@ -119,9 +126,8 @@ class Authenticator:
                 if creds is None or not creds.username:
                     raise AuthError(f"{self.registry} asks for a username and password and "
                                     "none are configured (docker login, or REGISTRY_AUTH_FILE)")
-                raw = f"{creds.username}:{creds.password}".encode()
                 self._scheme = "basic"
-                self._basic = value = "Basic " + base64.b64encode(raw).decode()
+                self._basic = value = basic_header(creds)
             else:
                 raise AuthError(f"{self.registry} answered 401 with no challenge this client "
                                 f"can meet ({header!r})")
@@ -152,12 +158,19 @@ class Authenticator:
                 form = dict(query, grant_type="refresh_token", client_id="ociext4",
                             refresh_token=creds.identity_token)
                 form["scope"] = scope
-                resp = self._client.post(url, data=form)
+                req = self._client.build_request("POST", url, data=form)
             else:
-                auth = (creds.username, creds.password) if creds and creds.username else None
                 if creds and creds.username:
                     query.append(("account", creds.username))
-                resp = self._client.get(url, params=query, auth=auth)
+                req = self._client.build_request("GET", url, params=query)
+                if creds and creds.username:
+                    req.headers["Authorization"] = basic_header(creds)
+            resp = self._client.send(req, stream=True)
+            try:
+                body = read_limited(resp, _MAX_TOKEN_RESPONSE, f"{self.registry}: token server "
+                                    f"{realm}")
+            finally:
+                resp.close()
         except httpx.HTTPError as e:
             raise AuthError(f"{self.registry}: token request to {realm} failed ({e})") from None
         if resp.status_code in (401, 403):
@@ -168,7 +181,7 @@ class Authenticator:
             raise AuthError(f"{self.registry}: token server {realm} answered "
                             f"{resp.status_code}")
         try:
-            doc: dict[str, Any] = resp.json()
+            doc: dict[str, Any] = json.loads(body)
             value = str(doc.get("token") or doc.get("access_token") or "")
         except (ValueError, AttributeError):
             raise AuthError(f"{self.registry}: token server {realm} sent no JSON") from None

@@ -15,15 +15,18 @@ import httpx
 
 from ..errors import DigestMismatch, RegistryError
 from ..store import Ingest, Store
-from .client import RegistryClient, error_for, retry_delay
+from .client import RegistryClient, error_for, no_answer, retry_delay
 
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 OnBytes = Callable[[int], None]
 
 
-class Cancelled(Exception):
+class Cancelled(RegistryError):
     """Another layer failed; this download stopped early."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what}: stopped, another download of the pull failed")
 
 
 def fetch_blob(client: RegistryClient, store: Store, digest: str, size: int | None,
@@ -39,7 +42,7 @@ def fetch_blob(client: RegistryClient, store: Store, digest: str, size: int | No
     for url in sources:
         try:
             return _download(client, store, url, digest, size, what, on_bytes, cancel)
-        except DigestMismatch:
+        except (DigestMismatch, Cancelled):
             raise
         except RegistryError as e:
             # A foreign layer's URL may be gone; the registry may still have the blob.
@@ -51,7 +54,7 @@ def fetch_blob(client: RegistryClient, store: Store, digest: str, size: int | No
 def _download(client: RegistryClient, store: Store, url: str, digest: str, size: int | None,
               what: str, on_bytes: OnBytes | None, cancel: threading.Event | None) -> Path:
     ing = store.ingest(digest, size, what)
-    failures = 0
+    failures = timeouts = 0
     try:
         while True:
             if cancel is not None and cancel.is_set():
@@ -67,6 +70,10 @@ def _download(client: RegistryClient, store: Store, url: str, digest: str, size:
                 return ing.commit()
             # A transfer that moved forward earns a fresh set of attempts.
             failures = 0 if ing.offset > before else failures + 1
+            if isinstance(err, httpx.TimeoutException):
+                timeouts = 0 if ing.offset > before else timeouts + 1
+                if timeouts >= client.opts.timeout_attempts:
+                    raise no_answer(what, httpx.URL(url).host, client.opts, timeouts)
             if failures >= client.opts.attempts:
                 raise RegistryError(f"{what}: download kept failing at byte {ing.offset}"
                                     + (f" ({type(err).__name__}: {err})" if err else ""))

@@ -6,6 +6,7 @@ to a CDN), and retries with capped backoff on 429 (honouring Retry-After),
 from __future__ import annotations
 
 import email.utils
+import json
 import ssl
 import threading
 import time
@@ -16,6 +17,7 @@ import httpx
 
 from ..errors import AuthError, RegistryError
 from .auth import Authenticator, is_loopback
+from .bodies import read_limited
 from .credentials import Credentials, lookup
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
@@ -33,7 +35,8 @@ class Options:
     backoff: float = 0.5
     max_backoff: float = 8.0
     max_retry_after: float = 60.0
-    timeout: float = 60.0
+    timeout: float = 60.0          # seconds without a byte before a read gives up
+    timeout_attempts: int = 2      # tries that time out in a row before the pull fails
     credentials: Callable[[str, str], Credentials | None] = field(default=lookup)
 
 
@@ -44,6 +47,11 @@ def tls_problem(e: Exception, host: str) -> RegistryError | None:
         return RegistryError(f"{host}: TLS certificate not trusted ({text.split('(_ssl')[0]}); "
                              f"give its CA with --ca-cert FILE, or --insecure {host}")
     return None
+
+
+def no_answer(what: str, host: str, opts: Options, tries: int) -> RegistryError:
+    return RegistryError(f"{what}: no answer from {host} within {opts.timeout:g} s "
+                         f"({tries} tries)")
 
 
 def retry_delay(resp: httpx.Response | None, attempt: int, opts: Options) -> float:
@@ -119,6 +127,7 @@ class RegistryClient:
         success (2xx) or a final failure; the caller closes it."""
         what = what or url
         attempt = 0
+        timeouts = 0
         challenges = 0
         hops = 0
         target = httpx.URL(url)
@@ -136,6 +145,10 @@ class RegistryClient:
             except TRANSIENT as e:
                 if err := tls_problem(e, target.host):
                     raise err from None
+                if isinstance(e, httpx.TimeoutException):
+                    timeouts += 1
+                    if timeouts >= self.opts.timeout_attempts:
+                        raise no_answer(what, target.host, self.opts, timeouts) from None
                 if attempt + 1 >= self.opts.attempts:
                     raise RegistryError(f"{what}: {self.host} unreachable after "
                                         f"{attempt + 1} attempts ({type(e).__name__}: {e})"
@@ -184,12 +197,11 @@ def error_for(resp: httpx.Response, what: str) -> RegistryError:
     """A one-line error for a failed response, with the registry's own message if any."""
     detail = ""
     try:
-        resp.read()
-        doc = resp.json()
+        doc = json.loads(read_limited(resp, 64 << 10, what))
         errs = doc.get("errors") or []
         if errs:
             detail = "; ".join(f"{e.get('code', '')}: {e.get('message', '')}" for e in errs[:3])
-    except (ValueError, AttributeError, httpx.HTTPError):
+    except (ValueError, AttributeError, TypeError, RegistryError, httpx.HTTPError):
         pass
     if resp.status_code == 404:
         return RegistryError(f"{what}: not found" + (f" ({detail})" if detail else ""))

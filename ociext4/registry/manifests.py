@@ -22,6 +22,7 @@ from ..ocilayout import (
 )
 from ..reference import RegistryRef
 from ..store import FROM_INDEX, Store
+from .bodies import read_limited
 from .client import RegistryClient, error_for
 
 SCHEMA1_TYPES = {"application/vnd.docker.distribution.manifest.v1+json",
@@ -40,13 +41,6 @@ class Resolved:
     platform: str
 
 
-def _read_limited(resp: Any, what: str) -> bytes:
-    data = bytearray()
-    for chunk in resp.iter_bytes():
-        data += chunk
-        if len(data) > MAX_JSON:
-            raise RegistryError(f"{what}: larger than {MAX_JSON} bytes")
-    return bytes(data)
 
 
 def _kind(doc: dict[str, Any], content_type: str, what: str) -> str:
@@ -83,7 +77,7 @@ class ManifestSource:
         try:
             if resp.status_code != 200:
                 raise error_for(resp, what)
-            data = _read_limited(resp, what)
+            data = read_limited(resp, MAX_JSON, what)
             content_type = resp.headers.get("content-type", "")
             claimed = resp.headers.get("docker-content-digest", "")
         finally:

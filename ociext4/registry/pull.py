@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_all
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -132,11 +133,13 @@ class Pull:
         try:
             return fut.result()
         except Cancelled:
-            # Report the download that failed, not one that was stopped for it.
+            # Report the download that failed, not one that was stopped for it
+            # (it may still be on its way out: wait for them all).
+            wait_all(self._futures.values())
             for other in self._futures.values():
-                if other.done() and not other.cancelled() and \
-                        not isinstance(other.exception(), Cancelled) and other.exception():
-                    raise other.exception() from None  # type: ignore[misc]
+                err = None if other.cancelled() else other.exception()
+                if err is not None and not isinstance(err, Cancelled):
+                    raise err from None
             raise
 
     def finish(self) -> PulledImage:

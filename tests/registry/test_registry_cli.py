@@ -213,3 +213,14 @@ def test_inspect_reads_local_layouts_too(image_layout):
     info = json.loads(ociext4("inspect", "--json", f"oci:{image_layout}:latest").stdout)
     assert info["digest"] == manifest_desc(image_layout)["digest"]
     assert info["platform"] == "linux/amd64" and len(info["layers"]) == 3
+
+
+def test_progress_bars_when_asked_and_none_with_quiet(open_registry, tmp_path):
+    ref = f"{open_registry.host}/test/img"
+    shown = ociext4("pull", ref, "--progress", "--cache", tmp_path / "c1")
+    assert "total (3 layers)" in shown.stderr and "B/s" in shown.stderr
+    unpacked = ociext4("unpack", ref, tmp_path / "out.img", "--progress", "--cache",
+                       tmp_path / "c2")
+    assert "total (3 layers)" in unpacked.stderr
+    quiet = ociext4("pull", ref, "--progress", "--quiet", "--cache", tmp_path / "c3")
+    assert quiet.stderr == ""

@@ -125,3 +125,23 @@ def test_foreign_layers_come_from_their_urls_and_are_verified(proxy, ref, image_
     assert len(registry_fetches) == (0 if cdn_has_it else 1)
     assert (cache / "blobs" / "sha256" / top["digest"][7:]).read_bytes() == \
         (blobs / top["digest"][7:]).read_bytes()
+
+
+def test_an_endless_blob_stops_at_its_descriptor_size(proxy, ref, image_layout, cache):
+    layer = biggest_layer(image_layout)
+    proxy.set("endless", digest=layer["digest"])
+    proc = ociext4("pull", ref, check=False)
+    assert proc.returncode == 1
+    assert f"layer {layer['digest']}: more than the {layer['size']} bytes" in proc.stderr
+    assert_cache_clean(cache, layer["digest"])
+
+
+@pytest.mark.parametrize("kind", ["silent", "stall"])
+def test_a_server_that_goes_quiet_fails_after_the_timeout(proxy, ref, image_layout, cache, kind):
+    layer = biggest_layer(image_layout)
+    proxy.set(kind, digest=layer["digest"])
+    proc = ociext4("pull", ref, "--timeout", "1", check=False)
+    assert proc.returncode == 1
+    assert f"layer {layer['digest']}: no answer from 127.0.0.1 within 1 s (2 tries)" \
+        in proc.stderr
+    assert_cache_clean(cache, layer["digest"])

@@ -26,7 +26,9 @@ class Seen:
 
 @dataclass
 class Fault:
-    kind: str = "none"          # cut, 429, 500, corrupt, length, redirect, manifest
+    # cut, 429, 500, corrupt, length, redirect, manifest, endless (a chunked body
+    # that never ends), silent (no answer at all), stall (headers, then nothing)
+    kind: str = "none"
     times: int = 1_000_000      # how many blob requests misbehave (then all is well)
     digest: str | None = None   # only this blob (default: any blob)
     manifest: tuple[str, bytes] | None = None  # (content type, body) for kind="manifest"
@@ -49,6 +51,7 @@ class FaultProxy:
     port: int = 0
     cdn_port: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     @property
     def host(self) -> str:
@@ -74,6 +77,7 @@ class FaultProxy:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
         for srv in self._servers:
             srv.shutdown()
             srv.server_close()
@@ -132,6 +136,24 @@ class _ProxyHandler(_Base):
             if hit:
                 fault.done += 1
         kind = fault.kind if hit else "none"
+        if kind == "silent":
+            p.stopping.wait(60)
+            self.close_connection = True
+            return
+        if kind == "endless":
+            seen.status = 200
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            chunk = b"%x\r\n%s\r\n" % (1 << 16, bytes(1 << 16))
+            try:
+                while not p.stopping.is_set():
+                    self.wfile.write(chunk)
+            except OSError:
+                pass  # the client hung up, as it should
+            self.close_connection = True
+            return
         if kind in ("429", "500"):
             seen.status = int(kind)
             extra = [("Retry-After", "1")] if kind == "429" else []
@@ -163,6 +185,17 @@ class _ProxyHandler(_Base):
             self._send(status, rheaders, body, length=len(body) + 100)
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if kind == "stall":
+            self.send_response(status)
+            for k, v in rheaders:
+                if k.lower() != "content-length":
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.flush()
+            p.stopping.wait(60)
+            self.close_connection = True
             return
         if kind == "cut":
             self.send_response(status)
