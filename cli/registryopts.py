@@ -15,14 +15,16 @@ def add_cache_option(p: argparse.ArgumentParser) -> None:
                         "$XDG_CACHE_HOME/ociext4 or ~/.cache/ociext4)")
 
 
-def add_registry_options(p: argparse.ArgumentParser) -> None:
+def add_registry_options(p: argparse.ArgumentParser, timeout_flag: str = "--timeout") -> None:
+    """`timeout_flag` renames --timeout where a command has one of its own (run)."""
     add_cache_option(p)
     p.add_argument("--insecure", action="append", default=[], metavar="HOST[:PORT]",
                    help="allow plain http and unverified TLS for this registry (loopback "
                         "registries may use http without it); repeatable")
     p.add_argument("--ca-cert", metavar="FILE",
                    help="PEM bundle of CAs to trust for registries with a private CA")
-    p.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+    p.add_argument(timeout_flag, dest="registry_timeout", type=float, default=60.0,
+                   metavar="SECONDS",
                    help="give up on a registry that sends nothing for this long, after a "
                         "second try (default: 60)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary")
@@ -30,7 +32,7 @@ def add_registry_options(p: argparse.ArgumentParser) -> None:
 
 def options_from(args: argparse.Namespace) -> Options:
     return Options(insecure=frozenset(args.insecure), ca_cert=args.ca_cert,
-                   timeout=args.timeout)
+                   timeout=args.registry_timeout)
 
 
 def store_from(args: argparse.Namespace) -> Store:

@@ -62,7 +62,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="show the kernel's messages on stderr")
     p.add_argument("--platform", type=Platform.parse,
                    help="os/arch[/variant] for image references (default: the host's)")
-    add_registry_options(p)
+    add_registry_options(p, timeout_flag="--registry-timeout")
     p.set_defaults(run=run_run)
 
 
