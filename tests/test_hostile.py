@@ -57,8 +57,10 @@ ERRORS: dict[str, tuple[list[str], str]] = {
     "path-root-as-file": ([], LAYER + r"the root can only be a directory"),
     "path-symlink-loop": ([], LAYER + r"too many levels of symlinks at 'a'"),
     "gzip-corrupt": ([], LAYER + r"cannot decompress gzip \(.+\)"),
-    "gzip-truncated": ([], LAYER + r"gzip stream is truncated"),
-    "gzip-trailing-garbage": ([], LAYER + r"data after the end of the gzip stream"),
+    "gzip-truncated": ([], LAYER + r"gzip stream is truncated or followed by data that is "
+                                   r"not gzip"),
+    "gzip-trailing-garbage": ([], LAYER + r"gzip stream is truncated or followed by data "
+                                          r"that is not gzip"),
     "gzip-bomb-over-limit": (["--max-bytes", "100M"], LAYER + r"more than 104857600 bytes of "
                              r"decompressed data, over the limit \(raise it with --max-bytes\)"),
     # Without a frame checksum, zstd cannot tell; the diff_id can.
