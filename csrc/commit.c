@@ -675,10 +675,14 @@ static int write_journal_super(ctx *c, uint64_t block)
 
 static int put_time(uint8_t *ino, unsigned off, unsigned extra_off, int64_t sec, uint32_t nsec)
 {
-    uint32_t lo = (uint32_t)sec;
-    int64_t epoch = (sec - (int64_t)(int32_t)lo) >> 32;
-    if (sec < INT32_MIN || epoch > 3 || nsec > 999999999u)
+    uint32_t lo;
+    int64_t epoch;
+    /* Bounds first: ext4 reaches (3 << 32) + INT32_MAX, and the arithmetic
+     * below must not overflow on anything further out. */
+    if (sec < INT32_MIN || sec > (3ll << 32) + INT32_MAX || nsec > 999999999u)
         return -1;
+    lo = (uint32_t)sec;
+    epoch = (sec - (int64_t)(int32_t)lo) >> 32;
     put32(ino + off, lo);
     put32(ino + extra_off, (nsec << 2) | (uint32_t)epoch);
     return 0;
