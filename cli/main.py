@@ -69,6 +69,16 @@ def _keep_freed_memory() -> None:
     mallopt(-1, 64 << 20)  # M_TRIM_THRESHOLD
 
 
+def _stop(message: str, code: int) -> int:
+    """Exits now, once what was being written is removed (the exception has
+    unwound through it): a download thread stalled in a read would otherwise
+    hold the interpreter's exit up until its timeout."""
+    print(message, file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 class _Terminated(Exception):
     """SIGTERM, raised where the program is, so that what is being written
     is removed on the way out just as for Ctrl-C."""
@@ -94,11 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ociext4: error: {where}{e.strerror or e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("ociext4: interrupted", file=sys.stderr)
-        return 130
+        return _stop("ociext4: interrupted", 130)
     except _Terminated:
-        print("ociext4: terminated", file=sys.stderr)
-        return 143
+        return _stop("ociext4: terminated", 143)
 
 
 if __name__ == "__main__":

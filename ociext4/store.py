@@ -150,6 +150,15 @@ class Store:
     def ingest(self, digest: str, size: int | None, what: str) -> Ingest:
         return Ingest(self, digest, size, what)
 
+    def drop_own_ingest(self) -> None:
+        """Removes this process's half-written blobs: for a pull that stops
+        without waiting for its downloads (an interrupt, a failed layer)."""
+        with contextlib.suppress(FileNotFoundError), os.scandir(self.root / "ingest") as it:
+            for de in it:
+                if de.name.split(".")[1:2] == [str(os.getpid())]:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(de.path)
+
     def put(self, digest: str, data: bytes, what: str) -> Path:
         """Store a small blob (manifest, config) held in memory."""
         ing = self.ingest(digest, len(data), what)

@@ -156,8 +156,12 @@ class Pull:
                  tb: TracebackType | None) -> None:
         self._cancel.set()
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-        if self._client is not None:
+            # On an error or an interrupt, a download stalled in a read must
+            # not hold the exit up until its timeout: leave it, drop its file.
+            self._pool.shutdown(wait=typ is None, cancel_futures=True)
+            if typ is not None:
+                self.store.drop_own_ingest()
+        if self._client is not None and typ is None:
             self._client.close()
         if self._lock_cm is not None:
             self._lock_cm.__exit__(typ, exc, tb)

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
-from cli_helpers import ociext4
+from cli_helpers import OCIEXT4, ociext4
 from conftest import BASIC_CREDS, manifest_desc, write_auth
 from support.faultproxy import FaultProxy
+from support.fscheck import e2fsck_clean
 
 SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+prettyjws"
 
@@ -145,3 +149,32 @@ def test_a_server_that_goes_quiet_fails_after_the_timeout(proxy, ref, image_layo
     assert f"layer {layer['digest']}: no answer from 127.0.0.1 within 1 s (2 tries)" \
         in proc.stderr
     assert_cache_clean(cache, layer["digest"])
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_mid_pull_leaves_no_image_only_verified_blobs_and_the_rerun_succeeds(
+        proxy, ref, image_layout, cache, tmp_path, sig, code):
+    # One layer's download hangs, so the unpack is caught with the other
+    # layers in or arriving and the image half written.
+    layer = biggest_layer(image_layout)
+    proxy.set("stall", digest=layer["digest"])
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    proc = subprocess.Popen([*OCIEXT4, "unpack", ref, str(out_dir / "img"), "--no-fsync"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not any(s.path.endswith(layer["digest"]) for s in proxy.blob_requests()):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    time.sleep(0.3)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == code, err
+    assert list(out_dir.iterdir()) == []
+    for blob in (cache / "blobs" / "sha256").iterdir():
+        assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name
+    assert not (cache / "blobs" / "sha256" / layer["digest"][7:]).exists()
+    assert list((cache / "ingest").iterdir()) == []
+    proxy.set("none")
+    ociext4("unpack", ref, out_dir / "img", "--no-fsync")
+    e2fsck_clean(out_dir / "img")
