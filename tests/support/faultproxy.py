@@ -103,14 +103,18 @@ class _Base(BaseHTTPRequestHandler):
     def log_message(self, fmt: str, *args: Any) -> None:
         pass
 
-    def _send(self, status: int, headers: list[tuple[str, str]], body: bytes,
-              length: int | None = None) -> None:
+    def _head(self, status: int, headers: list[tuple[str, str]], length: int) -> None:
+        """The status line and headers, with our own Content-Length."""
         self.send_response(status)
         for k, v in headers:
             if k.lower() != "content-length":
                 self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body) if length is None else length))
+        self.send_header("Content-Length", str(length))
         self.end_headers()
+
+    def _send(self, status: int, headers: list[tuple[str, str]], body: bytes,
+              length: int | None = None) -> None:
+        self._head(status, headers, len(body) if length is None else length)
         if self.command != "HEAD":
             self.wfile.write(body)
 
@@ -187,23 +191,13 @@ class _ProxyHandler(_Base):
             self.connection.shutdown(socket.SHUT_RDWR)
             return
         if kind == "stall":
-            self.send_response(status)
-            for k, v in rheaders:
-                if k.lower() != "content-length":
-                    self.send_header(k, v)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
+            self._head(status, rheaders, len(body))
             self.wfile.flush()
             p.stopping.wait(60)
             self.close_connection = True
             return
         if kind == "cut":
-            self.send_response(status)
-            for k, v in rheaders:
-                if k.lower() != "content-length":
-                    self.send_header(k, v)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
+            self._head(status, rheaders, len(body))
             self.wfile.write(body[:len(body) // 2])
             self.wfile.flush()
             self.close_connection = True
