@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from ociext4 import __version__
+from ociext4 import __version__, tempfiles
 from ociext4.errors import Ociext4Error
 
 from .cache import add_cache
@@ -69,30 +69,22 @@ def _keep_freed_memory() -> None:
     mallopt(-1, 64 << 20)  # M_TRIM_THRESHOLD
 
 
-def _stop(message: str, code: int) -> int:
-    """Exits now, once what was being written is removed (the exception has
-    unwound through it): a download thread stalled in a read would otherwise
-    hold the interpreter's exit up until its timeout."""
-    print(message, file=sys.stderr)
-    sys.stdout.flush()
-    sys.stderr.flush()
+def _on_signal(signum: int, frame: object) -> None:
+    """SIGINT and SIGTERM: remove what is being written and exit at once.
+    Raising an exception here instead could land inside a lock's critical
+    section (a queue between threads) and hang the exit."""
+    tempfiles.remove_all()
+    word, code = ("interrupted", 130) if signum == signal.SIGINT else ("terminated", 143)
+    os.write(2, f"ociext4: {word}\n".encode())
     os._exit(code)
-
-
-class _Terminated(Exception):
-    """SIGTERM, raised where the program is, so that what is being written
-    is removed on the way out just as for Ctrl-C."""
-
-
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise _Terminated
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _on_signal)
     _keep_freed_memory()
     try:
         return int(args.run(args, started) or 0)
@@ -103,10 +95,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{e.filename}: " if e.filename else ""
         print(f"ociext4: error: {where}{e.strerror or e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return _stop("ociext4: interrupted", 130)
-    except _Terminated:
-        return _stop("ociext4: terminated", 143)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from ociext4 import tempfiles
 from ociext4.ext4 import Ext4Writer
 from ociext4.layers import LayerStats
 from ociext4.ocilayout import Image, Platform
@@ -114,11 +116,13 @@ def write_config(output: str, image: Any) -> None:
     meta = {"manifest": image.manifest_digest,
             "platform": f"{image.config.get('os', '')}/{image.config.get('architecture', '')}",
             "config": {k: cfg[k] for k in CONFIG_KEYS if k in cfg}}
-    tmp = f"{output}.json.partial"
+    tmp = Path(f"{output}.json.partial")
+    tempfiles.track(tmp)
     with open(tmp, "w") as f:
         json.dump(meta, f, indent=1, sort_keys=True)
         f.write("\n")
     os.replace(tmp, f"{output}.json")
+    tempfiles.untrack(tmp)
 
 
 def _rate(nbytes: int, seconds: float) -> float:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import tempfiles
 from .errors import DigestMismatch, SourceError
 from .ocilayout import INDEX_TYPES, MANIFEST_TYPES, REF_NAME
 
@@ -67,6 +68,7 @@ class Ingest:
         self.offset = 0
         self.tmp = store.root / "ingest" / f"{hex_of(digest)}.{os.getpid()}.{secrets.token_hex(4)}"
         self._f = open(self.tmp, "wb")  # noqa: SIM115 - closed in commit/discard
+        tempfiles.track(self.tmp)
 
     def write(self, data: bytes | memoryview) -> None:
         if self.size is not None and self.offset + len(data) > self.size:
@@ -99,6 +101,7 @@ class Ingest:
             self._f.close()
             final = self._store.blob_path(self.digest)
             os.replace(self.tmp, final)
+            tempfiles.untrack(self.tmp)
             return final
         except BaseException:
             self.discard()
@@ -108,6 +111,7 @@ class Ingest:
         self._f.close()
         with contextlib.suppress(FileNotFoundError):
             self.tmp.unlink()
+        tempfiles.untrack(self.tmp)
 
 
 class Store:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Self
 
+from .. import tempfiles
 from ..errors import ImageError, SourceError
 from ..tree import S_IFDIR, S_IFLNK, S_IFREG, Inode, new_dir
 from . import plan as planning
@@ -68,6 +69,7 @@ class Ext4Writer:
                                    dir=self.path.parent if str(self.path.parent) else ".")
         self._fd: int | None = fd
         self._tmp = Path(tmp)
+        tempfiles.track(self._tmp)
         err = ffi.new("char[]", 256)
         params = ffi.new("oe_open_params *", {"max_blocks": max_bytes // planning.BLOCK_SIZE})
         w = lib.oe_open(fd, params, err, 256)
@@ -160,6 +162,7 @@ class Ext4Writer:
             os.close(self._fd)
             self._fd = None
         self._tmp.unlink(missing_ok=True)
+        tempfiles.untrack(self._tmp)
 
     def commit(self, root: Inode) -> ImageInfo:
         """Lays out and writes everything else, then renames into place."""
@@ -210,6 +213,7 @@ class Ext4Writer:
         self._fd = None
         os.chmod(self._tmp, 0o644)
         os.replace(self._tmp, self.path)
+        tempfiles.untrack(self._tmp)
         return ImageInfo(self.path, result.blocks * planning.BLOCK_SIZE, result.blocks,
                          result.free_blocks, result.inodes, result.free_inodes, result.groups,
                          fs_uuid)

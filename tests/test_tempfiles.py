@@ -1,0 +1,16 @@
+"""What an interrupt removes: the files still being written, and only those."""
+
+from __future__ import annotations
+
+from ociext4 import tempfiles
+
+
+def test_remove_all_removes_tracked_files_and_leaves_finished_ones(tmp_path):
+    writing, done = tmp_path / "a.partial", tmp_path / "b.partial"
+    for p in (writing, done):
+        p.write_bytes(b"x")
+        tempfiles.track(p)
+    tempfiles.untrack(done)            # renamed into place, say
+    tempfiles.remove_all()
+    assert not writing.exists() and done.exists()
+    tempfiles.remove_all()             # nothing left to do, no error
