@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 _live: set[Path] = set()
@@ -24,8 +27,24 @@ def untrack(path: Path) -> None:
 
 
 def remove_all() -> None:
-    """Removes every tracked file (safe to call from a signal handler)."""
+    """Removes every tracked file or directory (safe to call from a signal
+    handler)."""
     for path in list(_live):
         with contextlib.suppress(OSError):
-            os.unlink(path)
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.unlink(path)
         _live.discard(path)
+
+
+@contextlib.contextmanager
+def directory(prefix: str) -> Iterator[Path]:
+    """A temporary directory that an interrupt removes too."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        path = Path(tmp)
+        track(path)
+        try:
+            yield path
+        finally:
+            untrack(path)

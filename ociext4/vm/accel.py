@@ -9,10 +9,10 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from .. import tempfiles
 from .errors import VmError
 from .initramfs import records, write_initrd
 from .qemu import VmSpec, find_qemu
@@ -62,8 +62,8 @@ def kvm_works(kernel: Path, base_initrd: Path, cache: Path,
         return bool(json.loads(path.read_text())["kvm"])
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    with tempfile.TemporaryDirectory(prefix="ociext4-probe-") as tmp:
-        outcome = probe(kernel, base_initrd, Path(tmp))
+    with tempfiles.directory("ociext4-probe-") as tmp:
+        outcome = probe(kernel, base_initrd, tmp)
     ok = outcome.status == Status("exit", 0) and not outcome.timed_out
     tmp_path = path.with_name(f"{path.name}.{os.getpid()}.partial")
     tmp_path.write_text(json.dumps({"kvm": ok, "qemu_returncode": outcome.qemu_returncode,

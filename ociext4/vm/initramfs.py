@@ -10,6 +10,7 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
+from .. import tempfiles
 from . import cpio
 from .errors import VmError
 from .kernel import Kernel
@@ -70,11 +71,13 @@ def base_initramfs(kernel: Kernel, cache: Path) -> Path:
         return path
     data = cpio.archive(base_members(init, kernel.modules, module_paths))
     tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    tempfiles.track(tmp)
     try:
         tmp.write_bytes(data)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+        tempfiles.untrack(tmp)
     return path
 
 

@@ -3,11 +3,11 @@ outcome means, docker's way."""
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from .. import tempfiles
 from ..cachedir import cache_dir
 from .accel import choose_accel
 from .initramfs import base_initramfs, records, write_initrd
@@ -36,8 +36,8 @@ def run_vm(image: Path, settings: GuestSettings, opts: VmOptions, stdout: Binary
     base = base_initramfs(kernel, cache_dir("initramfs"))
     boot_image = pvh_kernel(kernel.image, cache_dir("kernels")) or kernel.image
     accel = choose_accel(opts.accel, boot_image, base, cache_dir("accel"))
-    with tempfile.TemporaryDirectory(prefix="ociext4-run-") as tmp:
-        initrd = write_initrd(base, records(settings.pairs()), Path(tmp) / "initrd")
+    with tempfiles.directory("ociext4-run-") as tmp:
+        initrd = write_initrd(base, records(settings.pairs()), tmp / "initrd")
         spec = VmSpec(boot_image, initrd, image, accel=accel,
                       memory_mib=opts.memory_mib, cpus=opts.cpus, rw=settings.rw,
                       console=opts.console)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import zstandard
 
+from .. import tempfiles
+
 _XEN_ELFNOTE_PHYS32_ENTRY = 18
 _MAX_VMLINUX = 1 << 30
 
@@ -115,9 +117,11 @@ def pvh_kernel(bzimage: Path, cache: Path) -> Path | None:
     elf = decompress(packed) if packed is not None else None
     target = out if elf is not None and has_pvh_note(elf) else none
     tmp = target.with_name(f"{target.name}.{os.getpid()}.partial")
+    tempfiles.track(tmp)
     try:
         tmp.write_bytes(elf if target is out and elf is not None else b"")
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+        tempfiles.untrack(tmp)
     return out if target is out else None
