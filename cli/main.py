@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import gc
 import os
 import signal
 import sys
@@ -86,6 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _on_signal)
     _keep_freed_memory()
+    # An unpack allocates millions of small objects and none of them form
+    # cycles; the collector's passes over them cost ~5% of its time.
+    gc.freeze()
+    gc.disable()
     try:
         return int(args.run(args, started) or 0)
     except Ociext4Error as e:

@@ -14,6 +14,7 @@
 #define OE_FIRST_INO 11u
 #define OE_MAX_EXTENT_LEN 32768u   /* initialized extents */
 #define OE_BUF_BLOCKS 2048u        /* 8 MiB of sequential output */
+#define OE_DIRECT_MIN (64u << 10)  /* shorter pieces are gathered in the buffer */
 
 typedef struct {
     uint32_t lblk;

@@ -371,6 +371,34 @@ static oe_file *open_file(oe_writer *w)
     return &w->files[w->cur];
 }
 
+/* Whole blocks of a long piece go from the caller's memory to the image in
+ * one pwrite: copying them through the output buffer first costs a memcpy of
+ * every byte.  Only whole blocks, so no later write lands in them. */
+static int write_direct(oe_writer *w, const uint8_t *src, uint64_t len, uint64_t *done)
+{
+    uint64_t want = len / OE_BLOCK_SIZE, p, n;
+    oe_file *f;
+
+    if (want > OE_MAX_EXTENT_LEN)
+        want = OE_MAX_EXTENT_LEN;
+    if (w->cur_pos / OE_BLOCK_SIZE + want > (1ull << 32))
+        return oe_fail(w, "file larger than 16 TiB");
+    if (oe_flush(w) || oe_reserve_blocks(w, want, 0, &p, &n))
+        return -1;
+    w->buf_pblk = w->next;
+    if (oe_pwrite_all(w, src, n * OE_BLOCK_SIZE, p * OE_BLOCK_SIZE))
+        return -1;
+    f = &w->files[w->cur];
+    if (oe_extents_append(&w->ext, &w->n_ext, &w->cap_ext, f->ext_first, w,
+                          (uint32_t)(w->cur_pos / OE_BLOCK_SIZE), p, n))
+        return -1;
+    f = &w->files[w->cur];
+    f->ext_count = w->n_ext - f->ext_first;
+    f->blocks += n;
+    *done = n * OE_BLOCK_SIZE;
+    return 0;
+}
+
 int oe_file_write(oe_writer *w, uint64_t offset, const void *buf, uint64_t len)
 {
     const uint8_t *src = buf;
@@ -380,11 +408,20 @@ int oe_file_write(oe_writer *w, uint64_t offset, const void *buf, uint64_t len)
         return -1;
     while (len) {
         uint8_t *dst;
-        uint64_t n = len;
-        if (reserve(w, f, &dst, &n))
-            return -1;
-        f = &w->files[w->cur];
-        memcpy(dst, src, (size_t)n);
+        uint64_t n = len, in = w->cur_pos % OE_BLOCK_SIZE;
+        if (in == 0 && len >= OE_DIRECT_MIN && !tail_block(w, f, w->cur_pos, NULL)) {
+            if (write_direct(w, src, len, &n))
+                return -1;
+            f = &w->files[w->cur];
+        } else {
+            /* Up to the next block boundary only, when a long run follows it. */
+            if (in && len > OE_BLOCK_SIZE - in && len - (OE_BLOCK_SIZE - in) >= OE_DIRECT_MIN)
+                n = OE_BLOCK_SIZE - in;
+            if (reserve(w, f, &dst, &n))
+                return -1;
+            f = &w->files[w->cur];
+            memcpy(dst, src, (size_t)n);
+        }
         src += n;
         len -= n;
         w->cur_pos += n;
