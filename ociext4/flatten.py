@@ -25,11 +25,11 @@ class LayerApplier:
 
     def __init__(self, tree: Tree) -> None:
         self.tree = tree
-        self._touched: set[tuple[int, bytes]] = set()
+        # (directory, name) pairs; Inodes hash by identity, and holding them
+        # here keeps a replaced directory from being mistaken for a new one.
+        self._touched: set[tuple[Inode, bytes]] = set()
         self._whiteouts: list[tuple[Inode, bytes]] = []
         self._opaque: list[Inode] = []
-        # Touched directories stay referenced so their ids stay unique.
-        self._alive: dict[int, Inode] = {}
         self._last_trail: list[tuple[Inode, bytes]] | None = None
 
     def put(self, parts: list[bytes], node: Inode) -> Inode | None:
@@ -54,12 +54,10 @@ class LayerApplier:
         parent, trail = self.tree.parent_and_trail(parts, new_dir)
         if trail is not self._last_trail:  # entries of one directory come together
             self._last_trail = trail
-            for d, name in trail:
-                self._touched.add((id(d), name))
-                self._alive[id(d)] = d
-        self._touched.add((id(parent), parts[-1]))
-        self._alive[id(parent)] = parent
-        return self.tree.put(parts, node, new_dir)
+            self._touched.update(trail)
+        name = parts[-1]
+        self._touched.add((parent, name))
+        return self.tree.put_in(parent, name, node)
 
     def _marker(self, parts: list[bytes]) -> None:
         name = parts[-1]
@@ -84,7 +82,7 @@ class LayerApplier:
             d = pending.pop()
             assert d.children is not None
             for name, child in list(d.children.items()):
-                if (id(d), name) not in self._touched:
+                if (d, name) not in self._touched:
                     self.tree.detach(d, name)
                 elif child.is_dir:
                     pending.append(child)
@@ -95,7 +93,7 @@ class LayerApplier:
             child = parent.children.get(name)
             if child is None:
                 continue
-            if (id(parent), name) not in self._touched:
+            if (parent, name) not in self._touched:
                 self.tree.detach(parent, name)
             elif child.is_dir:
                 self._prune(child)  # re-made in this layer: only its new contents stay

@@ -220,13 +220,16 @@ class Tree:
                 raise UnsafePathError("the root can only be a directory")
             _copy_attrs(node, self.root)
             return self.root
-        parent = self.parent_dir(parts, create)
+        return self.put_in(self.parent_dir(parts, create), parts[-1], node)
+
+    def put_in(self, parent: Inode, name: bytes, node: Inode) -> Inode:
+        """`put` for a parent directory already resolved."""
         assert parent.children is not None
-        old = parent.children.get(parts[-1])
-        if old is not None and old.is_dir and node.is_dir:
+        old = parent.children.get(name)
+        if old is not None and old.kind == S_IFDIR and node.kind == S_IFDIR:
             _copy_attrs(node, old)
             return old
-        self._attach(parent, parts[-1], node)
+        self._attach(parent, name, node)
         return node
 
     def detach(self, parent: Inode, name: bytes) -> None:

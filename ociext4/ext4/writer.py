@@ -219,8 +219,16 @@ class Ext4Writer:
                          fs_uuid)
 
 
+# Times in this range are stored as they are (see plan.clamp_time_ns).
+_PLAIN_TIMES = range(0, planning.AMBIGUOUS_START_NS)
+
+
 def _times(node: Inode) -> tuple[int, int, int, int, int, int, int, int]:
-    m = planning.clamp_time_ns(node.mtime_ns)
+    m = node.mtime_ns
+    if node.atime_ns is None and node.ctime_ns is None and m in _PLAIN_TIMES:
+        s, ns = divmod(m, 10**9)   # the common case, once instead of three times
+        return (s, s, s, s, ns, ns, ns, ns)
+    m = planning.clamp_time_ns(m)
     a = planning.clamp_time_ns(node.atime_ns) if node.atime_ns is not None else m
     c = planning.clamp_time_ns(node.ctime_ns) if node.ctime_ns is not None else m
     # Python's floor division keeps the nanoseconds positive before 1970.
@@ -228,89 +236,113 @@ def _times(node: Inode) -> tuple[int, int, int, int, int, int, int, int]:
             a % 10**9, c % 10**9, m % 10**9, m % 10**9)
 
 
-Packed = tuple[list[Inode], bytearray, bytearray, bytearray, int]
+Packed = tuple[list[Inode], bytearray, bytearray, bytes, int]
+
+
+Numbering = tuple[list[Inode], dict[Inode, int], list[int], list[int], dict[int, list[bytes]], int]
+
+
+def _number(root: Inode, lost_found: Inode) -> Numbering:
+    """Inode order (a directory's entries get consecutive numbers, lost+found
+    the first free one) and each record's position in it, parent and count
+    of names; each directory's sorted names, and how many names in all."""
+    index: dict[Inode, int] = {root: 0}   # Inodes hash by identity
+    records: list[Inode] = [root]
+    parents: list[int] = [0]
+    nlinks: list[int] = [0]
+    if lost_found.kind == S_IFDIR:
+        index[lost_found] = 1
+        records.append(lost_found)
+        parents.append(0)
+        nlinks.append(0)
+    pending = [root]
+    names_of: dict[int, list[bytes]] = {}
+    total = 0
+    while pending:
+        d = pending.pop()
+        children = d.children
+        assert children is not None
+        di = index[d]
+        names = names_of[di] = sorted(children)
+        total += len(names)
+        subdirs = []
+        for name in names:
+            child = children[name]
+            ci = index.get(child)
+            if ci is None:
+                ci = index[child] = len(records)
+                records.append(child)
+                parents.append(di)
+                nlinks.append(0)
+                if child.kind == S_IFDIR:
+                    subdirs.append(child)
+            elif child.kind == S_IFDIR:
+                if child is not lost_found or di != 0:
+                    raise ImageError(f"directory {name!r} has two parents")
+                subdirs.append(child)
+            nlinks[ci] += 1
+        pending.extend(reversed(subdirs))
+    return records, index, parents, nlinks, names_of, total
 
 
 def _flatten(root: Inode, timestamp: int) -> Packed:
-    """Numbers the inodes (a directory's entries get consecutive numbers) and
-    packs them for the C writer."""
+    """Numbers the inodes and packs them for the C writer."""
     if root.children is None:
         raise ImageError("the root must be a directory")
     if LOST_FOUND not in root.children:
         lf = new_dir(0o700, mtime_ns=timestamp * 10**9)
         root.children[LOST_FOUND] = lf
         lf.names = 1
-    index: dict[int, int] = {id(root): 0}
-    records: list[Inode] = [root]
-    parents: list[int] = [0]
     lost_found = root.children[LOST_FOUND]
-    if lost_found.is_dir:
-        index[id(lost_found)] = 1
-        records.append(lost_found)
-        parents.append(0)
-    pending = [root]
-    names_of: dict[int, list[bytes]] = {}  # record index -> its sorted entry names
-    while pending:
-        d = pending.pop()
-        assert d.children is not None
-        di = index[id(d)]
-        subdirs = []
-        names_of[di] = sorted(d.children)
-        for name in names_of[di]:
-            child = d.children[name]
-            if id(child) not in index:
-                index[id(child)] = len(records)
-                records.append(child)
-                parents.append(di)
-            if child.is_dir:
-                if parents[index[id(child)]] != di:
-                    raise ImageError(f"directory {name!r} has two parents")
-                subdirs.append(child)
-        pending.extend(reversed(subdirs))
+    records, index, parents, nlinks, names_of, total = _number(root, lost_found)
 
     inodes = bytearray(_INODE.size * len(records))
-    dirents = bytearray()
-    blob = bytearray()
-    nlinks = [0] * len(records)
-    for node in records:
-        if node.children is not None:
-            for child in node.children.values():
-                nlinks[index[id(child)]] += 1
+    dirents = bytearray(_DIRENT.size * total)
+    blob: list[bytes] = []      # names, symlink targets and xattrs, joined at the end
+    blob_len = 0
+    n_dirents = 0
     n_dirs = 0
+    pack_inode, pack_dirent = _INODE.pack_into, _DIRENT.pack_into
     for i, node in enumerate(records):
-        dirent_first = len(dirents) // _DIRENT.size
-        count = 0
+        kind = node.kind
+        dirent_first = n_dirents
         extra_off = extra_len = xattr_off = xattr_len = 0
         file = -1
         nlink = nlinks[i] or 1
-        if node.kind == S_IFDIR:
-            assert node.children is not None
+        children = node.children
+        if kind == S_IFDIR:
+            assert children is not None
             n_dirs += 1
             subdirs = 0
             for name in names_of[i]:
-                child = node.children[name]
+                child = children[name]
                 if len(name) > 255:
                     raise ImageError(f"name {name[:40]!r}... is longer than 255 bytes")
-                dirents += _DIRENT.pack(len(blob), index[id(child)], len(name))
-                blob += name
-                subdirs += child.is_dir
-                count += 1
+                pack_dirent(dirents, n_dirents * _DIRENT.size, blob_len, index[child], len(name))
+                n_dirents += 1
+                blob.append(name)
+                blob_len += len(name)
+                subdirs += child.kind == S_IFDIR
             nlink = 2 + subdirs
-        elif node.kind == S_IFLNK:
-            extra_off, extra_len = len(blob), len(node.target)
-            blob += node.target
-        elif node.kind == S_IFREG and node.data is not None:
+        elif kind == S_IFLNK:
+            extra_off, extra_len = blob_len, len(node.target)
+            blob.append(node.target)
+            blob_len += extra_len
+        elif kind == S_IFREG and node.data is not None:
             file = node.data
         if node.xattrs:
             packed = xattr_codec.pack(node.xattrs)
-            blob += b"\0" * (-len(blob) % 4)
-            xattr_off, xattr_len = len(blob), len(packed)
-            blob += packed
-        _INODE.pack_into(
+            pad = -blob_len % 4
+            blob.append(b"\0" * pad)
+            xattr_off, xattr_len = blob_len + pad, len(packed)
+            blob.append(packed)
+            blob_len += pad + xattr_len
+        pack_inode(
             inodes, i * _INODE.size,
-            node.kind | (node.mode & 0o7777), node.uid, node.gid, nlink,
+            kind | (node.mode & 0o7777), node.uid, node.gid, nlink,
             *_times(node),
-            node.size if node.kind == S_IFREG else 0, file, node.rdev[0], node.rdev[1],
+            node.size if kind == S_IFREG else 0, file, node.rdev[0], node.rdev[1],
             extra_off, extra_len, xattr_len, xattr_off,
-            dirent_first, count, parents[i], 4 if i == 1 and node is lost_found else 0)
-    return records, inodes, dirents, blob, n_dirs
+            dirent_first, n_dirents - dirent_first, parents[i],
+            4 if i == 1 and node is lost_found else 0)
+    return records, inodes, dirents, b"".join(blob), n_dirs

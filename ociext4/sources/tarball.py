@@ -49,13 +49,16 @@ def entry_node(e: TarEntry, writer: Ext4Writer) -> Inode:
             writer.check_xattrs(e.xattrs)
         except SourceError as err:
             raise SourceError(f"{e.name.decode(errors='replace')}: {err}") from None
-    node = Inode(kind, mode=e.mode, uid=e.uid, gid=e.gid, mtime_ns=e.mtime_ns,
-                 atime_ns=e.atime_ns, xattrs=e.xattrs)
+    # Positional arguments, in Inode's field order: this runs once per entry.
+    if kind == S_IFREG:
+        return Inode(kind, e.mode, e.uid, e.gid, e.mtime_ns, e.atime_ns, None, e.size, e.data,
+                     b"", (0, 0), e.xattrs)
     if kind == S_IFDIR:
-        node.children = {}
-    elif kind == S_IFREG:
-        node.size, node.data = e.size, e.data
-    elif kind == S_IFLNK:
+        return Inode(kind, e.mode, e.uid, e.gid, e.mtime_ns, e.atime_ns, None, 0, None,
+                     b"", (0, 0), e.xattrs, {})
+    node = Inode(kind, e.mode, e.uid, e.gid, e.mtime_ns, e.atime_ns, None, 0, None,
+                 b"", (0, 0), e.xattrs)
+    if kind == S_IFLNK:
         if not e.link:
             raise SourceError(f"{e.name.decode(errors='replace')}: symlink with an empty target")
         node.target = e.link
