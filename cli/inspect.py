@@ -10,7 +10,6 @@ from typing import Any
 from ociext4.dockerarchive import DockerArchive
 from ociext4.ocilayout import Platform, open_image
 from ociext4.reference import RegistryRef, parse_reference
-from ociext4.registry import Pull
 
 from .registryopts import add_registry_options, options_from, store_from
 
@@ -35,6 +34,8 @@ def add_inspect(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
 def describe(args: argparse.Namespace) -> dict[str, Any]:
     ref = parse_reference(args.reference)
     if isinstance(ref, RegistryRef):
+        from ociext4.registry import Pull  # only here: see registryopts.options_from
+
         with Pull(ref, store_from(args), args.platform, options_from(args)) as pull:
             r = pull.resolve()
         image, media = r.image, r.descriptor.get("mediaType", "")

@@ -7,7 +7,6 @@ import sys
 
 from ociext4.ocilayout import Platform
 from ociext4.reference import parse_registry
-from ociext4.registry import Pull
 
 from .pullprogress import DownloadBars
 from .registryopts import add_registry_options, options_from, show_progress, store_from
@@ -30,6 +29,8 @@ def add_pull(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run_pull(args: argparse.Namespace, started: float) -> int:
+    from ociext4.registry import Pull  # only here: see registryopts.options_from
+
     ref = parse_registry(args.reference)
     store = store_from(args)
     with DownloadBars(show_progress(args)) as bars, \

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from ociext4.registry import Options
 from ociext4.store import Store, default_root
+
+if TYPE_CHECKING:
+    from ociext4.registry import Options
 
 
 def add_cache_option(p: argparse.ArgumentParser) -> None:
@@ -31,6 +34,10 @@ def add_registry_options(p: argparse.ArgumentParser, timeout_flag: str = "--time
 
 
 def options_from(args: argparse.Namespace) -> Options:
+    # The registry client (httpx) takes a third of the CLI's start-up: only
+    # commands that talk to a registry load it.
+    from ociext4.registry import Options
+
     return Options(insecure=frozenset(args.insecure), ca_cert=args.ca_cert,
                    timeout=args.registry_timeout)
 

@@ -18,7 +18,6 @@ from ociext4.ext4 import Ext4Writer
 from ociext4.ext4.writer import Ext4Options
 from ociext4.ocilayout import Image, Platform, open_image
 from ociext4.reference import LocalRef, parse_local, parse_registry
-from ociext4.registry import fetch_image
 from ociext4.sources.image import read_image
 from ociext4.vm.runner import EXIT_VM, VmOptions, exit_code, run_vm
 from ociext4.vm.settings import Overrides, guest_settings
@@ -111,6 +110,8 @@ def image_for(text: str, platform: Platform | None,
         name = parse_registry(text)
     except SourceError:
         raise SourceError(f"{text}: no such image file, and not an image name") from None
+    from ociext4.registry import fetch_image  # only here: see registryopts.options_from
+
     pulled = fetch_image(name, cache=args.cache, platform=platform,
                          options=registry_options(args))
     return cached_unpack(LocalRef("oci", str(pulled.layout), digest=pulled.manifest_digest),

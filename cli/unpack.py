@@ -19,7 +19,6 @@ from ociext4.ext4 import Ext4Writer
 from ociext4.layers import LayerStats
 from ociext4.ocilayout import Image, Platform
 from ociext4.reference import RegistryRef, parse_reference
-from ociext4.registry import Pull
 from ociext4.sources.image import Progress, read_image, read_layout_image
 from ociext4.tree import Inode
 
@@ -77,6 +76,8 @@ def run_unpack(args: argparse.Namespace, started: float) -> int:
         local = ref
         return _unpack(args, started, show, lambda writer, progress, layers: read_image(
             local, writer, args.platform, limits, progress=progress, stats=layers))
+    from ociext4.registry import Pull  # only here: see registryopts.options_from
+
     store = store_from(args)
     with DownloadBars(show) as bars, \
             Pull(ref, store, args.platform, options_from(args), bars) as pull:
