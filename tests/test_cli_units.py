@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 
 import pytest
 from ociext4_cli.units import parse_size
@@ -19,3 +21,13 @@ def test_sizes_accept_binary_suffixes(text, value):
 def test_bad_sizes_are_refused(text):
     with pytest.raises(argparse.ArgumentTypeError):
         parse_size(text)
+
+
+def test_local_commands_start_without_loading_the_registry_client():
+    # httpx and the registry client are a third of the CLI's start-up; a
+    # local unpack or mkfs must not pay for them.
+    code = ("import sys, ociext4_cli.main; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'httpx' "
+            "or m.startswith('ociext4.registry')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
