@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import platform as host_platform
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,6 +224,50 @@ class VerifyingReader(io.RawIOBase):
                               f"digest (the bytes hash to {got})")
 
 
+class BlobCheck:
+    """Checks a blob file's size and digest on a thread of its own, reading
+    the file by itself.  The thread that inflates the layer then reads the
+    file undisturbed: handing it every piece to hash would make it wait
+    whenever the hashing falls behind, and it is the one the others wait for."""
+
+    def __init__(self, path: Path, layer: Layer, name: str) -> None:
+        self._path, self._layer, self._name = path, layer, name
+        self._size = 0
+        self._digest = ""
+        self._error: OSError | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        h = hashlib.sha256()
+        try:
+            with open(self._path, "rb", buffering=0) as f:
+                while not self._stop.is_set() and (piece := f.read(1 << 20)):
+                    h.update(piece)
+                    self._size += len(piece)
+        except OSError as e:
+            self._error = e
+        self._digest = "sha256:" + h.hexdigest()
+
+    def stop(self) -> None:
+        """Gives up early: the layer was not read to its end."""
+        self._stop.set()
+        self._thread.join()
+
+    def check(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise SourceError(f"{self._name}: layer {self._layer.digest}: "
+                              f"{self._error.strerror or self._error}")
+        if self._layer.size and self._size != self._layer.size:
+            raise SourceError(f"{self._name}: layer {self._layer.digest} is {self._size} bytes, "
+                              f"its descriptor says {self._layer.size}")
+        if self._digest != self._layer.digest:
+            raise SourceError(f"{self._name}: layer {self._layer.digest} does not match its "
+                              f"digest (the bytes hash to {self._digest})")
+
+
 def layer_streams(root: Path, image: Image, wait: Callable[[Layer], None] | None = None,
                   verify: bool = True) -> Iterator[tuple[Layer, BinaryIO]]:
     """Each layer's blob as a stream, checked against its digest unless
@@ -238,9 +283,12 @@ def layer_streams(root: Path, image: Image, wait: Callable[[Layer], None] | None
         except FileNotFoundError:
             raise SourceError(f"{root}: layer blob {layer.digest} is missing") from None
         with f:
-            if not verify:
+            check = BlobCheck(path, layer, str(root)) if verify else None
+            try:
                 yield layer, f
-                continue
-            with VerifyingReader(f, layer, str(root)) as reader:
-                yield layer, reader  # type: ignore[misc]
-                reader.check()
+            except BaseException:
+                if check is not None:
+                    check.stop()
+                raise
+            if check is not None:
+                check.check()
