@@ -61,13 +61,18 @@ def timestamp_from_env() -> int:
 def _keep_freed_memory() -> None:
     """Layers arrive as pieces of up to 1 MiB.  By default glibc maps and
     unmaps each one, so every piece faults in freshly zeroed pages: about a
-    tenth of an unpack's CPU time.  Keeping them in the heap costs ~20 MB."""
+    tenth of an unpack's CPU time.  Keeping them in the heap costs ~20 MB
+    per arena."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return  # not glibc: nothing to tune
     mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
     mallopt(-1, 64 << 20)  # M_TRIM_THRESHOLD
+    # Pieces are made on one thread and freed on another; with an arena per
+    # thread each would keep its own cache of them (peak RSS 370 MB instead
+    # of 230 MB on a large image).
+    mallopt(-8, 2)         # M_ARENA_MAX
 
 
 def _on_signal(signum: int, frame: object) -> None:

@@ -7,13 +7,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from .errors import SourceError
-from .ocilayout import Image, Layer, VerifyingReader
+from .ocilayout import Image, Layer, LayerBlob, VerifyingReader
 
 MAX_JSON = 4 << 20
 
@@ -32,10 +33,10 @@ class _Slice(io.RawIOBase):
         n = min(len(b), self._end - self._pos)
         if n <= 0:
             return 0
-        self._f.seek(self._pos)
-        got = self._f.readinto(memoryview(b)[:n])  # type: ignore[attr-defined]
-        self._pos += got or 0
-        return got or 0
+        # pread: layers of one archive may be read on different threads.
+        got = os.preadv(self._f.fileno(), [memoryview(b)[:n]], self._pos)
+        self._pos += got
+        return got
 
 
 class DockerArchive:
@@ -92,12 +93,11 @@ class DockerArchive:
             layers.append(Layer(digest, self._members.get(p, (0, 0))[1], "", str(diff_id), p))
         return Image("sha256:" + hashlib.sha256(raw).hexdigest(), config, layers)
 
-    def layer_streams(self, image: Image) -> Iterator[tuple[Layer, io.RawIOBase]]:
+    def layer_blobs(self, image: Image) -> Iterator[LayerBlob]:
         for layer in image.layers:
             stream = self._open(layer.member)
             if layer.digest:
-                with VerifyingReader(stream, layer, str(self.path)) as reader:  # type: ignore[arg-type]
-                    yield layer, reader
-                    reader.check()
+                reader = VerifyingReader(stream, layer, str(self.path))  # type: ignore[arg-type]
+                yield LayerBlob(layer, reader, reader.check, reader.close)  # type: ignore[arg-type]
             else:
-                yield layer, stream
+                yield LayerBlob(layer, stream, None, stream.close)  # type: ignore[arg-type]

@@ -127,21 +127,33 @@ def _decode(tar: object, count: int) -> list[TarEntry]:
     return out
 
 
-def read_entries(stream: BinaryIO, name: str, writer: Ext4Writer,
+def layer_pieces(stream: BinaryIO, name: str, stats: LayerStats,
+                 chunk: int = CHUNK) -> Iterator[bytes]:
+    """A (possibly compressed) tar stream as decompressed pieces of at most
+    `chunk` bytes; `stats` counts the bytes read and names the compression."""
+    raw = io.BufferedReader(_Counting(stream, stats), CHUNK)
+    stats.compression, pieces = decompressed(raw, name, chunk)
+    return pieces
+
+
+def read_entries(stream: BinaryIO | None, name: str, writer: Ext4Writer,
                  limits: Limits | None = None, chunk: int = CHUNK,
                  diff_id: str | None = None, stats: LayerStats | None = None,
-                 budget: Budget | None = None) -> Iterator[TarEntry]:
+                 budget: Budget | None = None,
+                 pieces: Iterator[bytes] | None = None) -> Iterator[TarEntry]:
     """The members of a (possibly compressed) tar stream, in order; `chunk`
     is how much is decompressed and handed to C at a time.  With `diff_id`,
     the decompressed stream must hash to it (checked at its end).  `stats`,
     if given, is kept up to date as the layer streams; `budget` carries the
-    image's use of its limits from one layer to the next."""
+    image's use of its limits from one layer to the next.  `pieces`, from
+    layer_pieces(), replaces `stream` when the layer was opened earlier."""
     limits = limits or Limits()
     budget = budget if budget is not None else Budget(limits)
     stats = stats if stats is not None else LayerStats(name)
     started = time.perf_counter()
-    raw = io.BufferedReader(_Counting(stream, stats), CHUNK)
-    stats.compression, pieces = decompressed(raw, name, chunk)
+    if pieces is None:
+        assert stream is not None
+        pieces = layer_pieces(stream, name, stats, chunk)
     tar = lib.oe_tar_new(writer.handle, ffi.new("oe_tar_limits *", {
         "max_meta": limits.max_meta, "max_path": limits.max_path}))
     if tar == ffi.NULL:

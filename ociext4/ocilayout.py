@@ -268,27 +268,52 @@ class BlobCheck:
                               f"digest (the bytes hash to {self._digest})")
 
 
-def layer_streams(root: Path, image: Image, wait: Callable[[Layer], None] | None = None,
-                  verify: bool = True) -> Iterator[tuple[Layer, BinaryIO]]:
-    """Each layer's blob as a stream, checked against its digest unless
-    `verify` is off (blobs the cache verified on the way in); `wait(layer)`,
-    if given, returns once the blob is in place (a pull still fetching the
-    layers above)."""
+@dataclass
+class LayerBlob:
+    """One layer's bytes, open for reading.  `finish()` checks what was read
+    (digest, size) and closes; `close()` only closes.  A blob is not tied to
+    the iterator that made it, so the next one can be opened while this one
+    is still being read."""
+
+    layer: Layer
+    stream: BinaryIO
+    check: Callable[[], None] | None = None
+    on_close: Callable[[], None] | None = None
+
+    def finish(self) -> None:
+        try:
+            if self.check is not None:
+                self.check()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.on_close is not None:
+            closer, self.on_close = self.on_close, None
+            closer()
+
+
+def layer_blobs(root: Path, image: Image, wait: Callable[[Layer], None] | None = None,
+                verify: bool = True) -> Iterator[LayerBlob]:
+    """Each layer's blob, checked against its digest unless `verify` is off
+    (blobs the cache verified on the way in); `wait(layer)`, if given,
+    returns once the blob is in place (a pull still fetching the layers
+    above)."""
     for layer in image.layers:
         if wait is not None:
             wait(layer)
         path = _blob(root, layer.digest)
         try:
-            f = open(path, "rb", buffering=1 << 20)  # noqa: SIM115 - closed below
+            f = open(path, "rb", buffering=1 << 20)  # noqa: SIM115 - closed by LayerBlob.close
         except FileNotFoundError:
             raise SourceError(f"{root}: layer blob {layer.digest} is missing") from None
-        with f:
-            check = BlobCheck(path, layer, str(root)) if verify else None
-            try:
-                yield layer, f
-            except BaseException:
-                if check is not None:
-                    check.stop()
-                raise
-            if check is not None:
-                check.check()
+        if not verify:
+            yield LayerBlob(layer, f, None, f.close)
+            continue
+        check = BlobCheck(path, layer, str(root))
+
+        def close(f: BinaryIO = f, check: BlobCheck = check) -> None:
+            check.stop()
+            f.close()
+
+        yield LayerBlob(layer, f, check.check, close)

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 from ..dockerarchive import DockerArchive
 from ..errors import SourceError
 from ..ext4.writer import Ext4Writer
 from ..flatten import LayerApplier
-from ..layers import Budget, LayerStats, Limits, read_entries
-from ..ocilayout import Image, Layer, Platform, layer_streams, open_image
+from ..layers import Budget, LayerStats, Limits, layer_pieces, read_entries
+from ..lookahead import Lookahead
+from ..ocilayout import Image, Layer, LayerBlob, Platform, layer_blobs, open_image
 from ..reference import LocalRef
 from ..tree import Inode, Tree, new_dir, split_path
 from .tarball import entry_node, link_target
@@ -33,12 +33,12 @@ def read_image(ref: LocalRef, writer: Ext4Writer, plat: Platform | None = None,
     if ref.transport == "docker-archive":
         archive = DockerArchive(root)
         image = archive.image()
-        streams = archive.layer_streams(image)
+        blobs = archive.layer_blobs(image)
     else:
         image = open_image(root, ref.tag, ref.digest, plat)
-        streams = layer_streams(root, image)
+        blobs = layer_blobs(root, image)
     try:
-        return _flatten(image, streams, root, writer, limits, progress,
+        return _flatten(image, blobs, root, writer, limits, progress,
                         stats if stats is not None else []), image
     finally:
         if archive is not None:
@@ -54,11 +54,11 @@ def read_layout_image(root: Path, image: Image, writer: Ext4Writer,
     bottom layer is applied while the ones above still download.  The cache
     checked each blob's digest before naming it, and the diff_id check still
     covers every byte of content, so the blobs are not hashed a second time."""
-    return _flatten(image, layer_streams(root, image, wait, verify=False), root, writer, limits,
+    return _flatten(image, layer_blobs(root, image, wait, verify=False), root, writer, limits,
                     progress, stats if stats is not None else [])
 
 
-def _flatten(image: Image, streams: Iterator[tuple[Layer, Any]], root: Path,
+def _flatten(image: Image, blobs: Iterator[LayerBlob], root: Path,
              writer: Ext4Writer, limits: Limits | None, progress: Progress | None,
              stats: list[LayerStats]) -> Inode:
 
@@ -68,29 +68,67 @@ def _flatten(image: Image, streams: Iterator[tuple[Layer, Any]], root: Path,
                           f"of {limits.max_layers} (raise it with --max-layers)")
     budget = Budget(limits)
     tree = Tree(new_dir(), on_release=writer.release)
-    for i, (layer, stream) in enumerate(streams):
-        name = f"{root}: layer {layer.digest or layer.member}"
-        applier = LayerApplier(tree)
-        st = LayerStats(layer.digest or layer.member)
-        stats.append(st)
-        seen = 0
-        for e in read_entries(stream, name, writer, limits, diff_id=layer.diff_id, stats=st,
-                              budget=budget):
-            if progress is not None and st.entries != seen:
-                seen = st.entries
-                progress(i, len(image.layers), st)
-            try:
-                parts = split_path(e.name)
-                if e.type == "1":
-                    applier.link(parts, link_target(tree, e))
-                else:
-                    node = entry_node(e, writer)
-                    if applier.put(parts, node) is None:
-                        writer.release(node)  # a whiteout marker or eStargz file
-            except SourceError as err:
-                raise SourceError(f"{name}: {err}") from None
-            tree.collect()
-        applier.finish()
-        if progress is not None:
-            progress(i, len(image.layers), st)
+
+    def name_of(layer: Layer) -> str:
+        return f"{root}: layer {layer.digest or layer.member}"
+
+    def open_next() -> tuple[tuple[LayerBlob, LayerStats], Iterator[bytes]] | None:
+        blob = next(blobs, None)
+        if blob is None:
+            return None
+        st = LayerStats(blob.layer.digest or blob.layer.member)
+        try:
+            return (blob, st), layer_pieces(blob.stream, name_of(blob.layer), st)
+        except BaseException:
+            blob.close()
+            raise
+
+    # The next layer is opened and starts inflating (on spare CPU, a bounded
+    # amount) while this one is applied: see ociext4.lookahead.
+    ahead = Lookahead(open_next, release=lambda handle: handle[0].close())
+    current: LayerBlob | None = None
+    try:
+        for i in range(len(image.layers)):
+            taken = ahead.take()
+            if taken is None:
+                break
+            (current, st), pieces = taken
+            ahead = Lookahead(open_next, release=lambda handle: handle[0].close())
+            stats.append(st)
+            _apply_layer(tree, current.layer, pieces, st, writer, limits, budget,
+                         name_of(current.layer),
+                         None if progress is None else
+                         lambda st, i=i: progress(i, len(image.layers), st))
+            blob, current = current, None
+            blob.finish()
+    finally:
+        ahead.cancel()
+        if current is not None:
+            current.close()
     return tree.root
+
+
+def _apply_layer(tree: Tree, layer: Layer, pieces: Iterator[bytes], st: LayerStats,
+                 writer: Ext4Writer, limits: Limits, budget: Budget, name: str,
+                 progress: Callable[[LayerStats], None] | None) -> None:
+    applier = LayerApplier(tree)
+    seen = 0
+    for e in read_entries(None, name, writer, limits, diff_id=layer.diff_id, stats=st,
+                          budget=budget, pieces=pieces):
+        if progress is not None and st.entries != seen:
+            seen = st.entries
+            progress(st)
+        try:
+            parts = split_path(e.name)
+            if e.type == "1":
+                applier.link(parts, link_target(tree, e))
+            else:
+                node = entry_node(e, writer)
+                if applier.put(parts, node) is None:
+                    writer.release(node)  # a whiteout marker or eStargz file
+        except SourceError as err:
+            raise SourceError(f"{name}: {err}") from None
+        tree.collect()
+    applier.finish()
+    if progress is not None:
+        progress(st)
