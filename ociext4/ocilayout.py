@@ -187,6 +187,17 @@ def open_image(root: Path, tag: str | None = None, digest: str | None = None,
     return Image(digest, config, layers)
 
 
+def check_blob(name: str, layer: Layer, size: int, digest: str) -> None:
+    """Raises unless a layer blob read whole had the size and digest its
+    descriptor gives."""
+    if layer.size and size != layer.size:
+        raise SourceError(f"{name}: layer {layer.digest} is {size} bytes, "
+                          f"its descriptor says {layer.size}")
+    if digest != layer.digest:
+        raise SourceError(f"{name}: layer {layer.digest} does not match its digest "
+                          f"(the bytes hash to {digest})")
+
+
 class VerifyingReader(io.RawIOBase):
     """Reads a blob and checks its size and digest once it is read to the end."""
 
@@ -215,13 +226,7 @@ class VerifyingReader(io.RawIOBase):
         buf = bytearray(1 << 20)
         while self.readinto(buf):
             pass
-        if self._layer.size and self._n != self._layer.size:
-            raise SourceError(f"{self._name}: layer {self._layer.digest} is {self._n} bytes, "
-                              f"its descriptor says {self._layer.size}")
-        got = "sha256:" + self._hash.hexdigest()
-        if got != self._layer.digest:
-            raise SourceError(f"{self._name}: layer {self._layer.digest} does not match its "
-                              f"digest (the bytes hash to {got})")
+        check_blob(self._name, self._layer, self._n, "sha256:" + self._hash.hexdigest())
 
 
 class BlobCheck:
@@ -260,12 +265,7 @@ class BlobCheck:
         if self._error is not None:
             raise SourceError(f"{self._name}: layer {self._layer.digest}: "
                               f"{self._error.strerror or self._error}")
-        if self._layer.size and self._size != self._layer.size:
-            raise SourceError(f"{self._name}: layer {self._layer.digest} is {self._size} bytes, "
-                              f"its descriptor says {self._layer.size}")
-        if self._digest != self._layer.digest:
-            raise SourceError(f"{self._name}: layer {self._layer.digest} does not match its "
-                              f"digest (the bytes hash to {self._digest})")
+        check_blob(self._name, self._layer, self._size, self._digest)
 
 
 @dataclass
