@@ -8,12 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from ociext4.dockerarchive import DockerArchive
-from ociext4.ocilayout import Platform, open_image
+from ociext4.ocilayout import CONFIG_KEYS, open_image
 from ociext4.reference import RegistryRef, parse_reference
 
-from .registryopts import add_registry_options, options_from, store_from
-
-CONFIG_KEYS = ("Env", "Entrypoint", "Cmd", "WorkingDir", "User", "ExposedPorts", "Labels")
+from .registryopts import add_platform_option, add_registry_options, options_from, store_from
 
 
 def add_inspect(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -24,8 +22,7 @@ def add_inspect(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                     "platform, layers (media type, size) and config. Registry manifests and "
                     "configs are kept in the cache; no layer is downloaded.")
     p.add_argument("reference", help="registry name, oci:DIR[:TAG|@DIGEST] or docker-archive:FILE")
-    p.add_argument("--platform", type=Platform.parse,
-                   help="os/arch[/variant] (default: the host's)")
+    add_platform_option(p)
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     add_registry_options(p)
     p.set_defaults(run=run_inspect)

@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ociext4.ocilayout import Platform
 from ociext4.reference import parse_registry
 
 from .pullprogress import DownloadBars
-from .registryopts import add_registry_options, options_from, show_progress, store_from
+from .registryopts import (
+    add_platform_option,
+    add_registry_options,
+    options_from,
+    show_progress,
+    store_from,
+)
 
 
 def add_pull(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -20,8 +25,7 @@ def add_pull(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                     "download. Prints oci:CACHE@DIGEST, which unpack, umoci and skopeo read.")
     p.add_argument("reference", help="image name, e.g. alpine, ocaml/opam:debian, "
                                      "host:5000/repo:tag, repo@sha256:…")
-    p.add_argument("--platform", type=Platform.parse,
-                   help="os/arch[/variant] (default: the host's)")
+    add_platform_option(p)
     add_registry_options(p)
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bars on stderr (default: only when stderr is a terminal)")

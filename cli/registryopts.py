@@ -6,10 +6,16 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from ociext4.ocilayout import Platform
 from ociext4.store import Store, default_root
 
 if TYPE_CHECKING:
     from ociext4.registry import Options
+
+
+def add_platform_option(p: argparse.ArgumentParser,
+                        help: str = "os/arch[/variant] (default: the host's)") -> None:
+    p.add_argument("--platform", type=Platform.parse, help=help)
 
 
 def add_cache_option(p: argparse.ArgumentParser) -> None:

@@ -22,11 +22,13 @@ from ociext4.sources.image import read_image
 from ociext4.vm.runner import EXIT_VM, VmOptions, exit_code, run_vm
 from ociext4.vm.settings import Overrides, guest_settings
 
-from .registryopts import add_registry_options
+from .registryopts import add_platform_option, add_registry_options
 from .registryopts import options_from as registry_options
 from .units import parse_size
 
 IMAGE_CACHE_FORMAT = 1  # bump when unpacking into the cache changes
+
+
 def add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "run", help="boot an image in a VM and run a command in it",
@@ -59,8 +61,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--kernel", type=Path, help="kernel image (default: the newest /boot/vmlinuz-*)")
     p.add_argument("--console", action="store_true",
                    help="show the kernel's messages on stderr")
-    p.add_argument("--platform", type=Platform.parse,
-                   help="os/arch[/variant] for image references (default: the host's)")
+    add_platform_option(p, "os/arch[/variant] for image references (default: the host's)")
     add_registry_options(p, timeout_flag="--registry-timeout")
     p.set_defaults(run=run_run)
 

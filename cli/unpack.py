@@ -17,16 +17,20 @@ from typing import Any
 from ociext4 import tempfiles
 from ociext4.ext4 import Ext4Writer
 from ociext4.layers import LayerStats
-from ociext4.ocilayout import Image, Platform
+from ociext4.ocilayout import CONFIG_KEYS, Image
 from ociext4.reference import RegistryRef, parse_reference
 from ociext4.sources.image import Progress, read_image, read_layout_image
 from ociext4.tree import Inode
 
 from .progress import LayerProgress
 from .pullprogress import DownloadBars
-from .registryopts import add_registry_options, options_from, show_progress, store_from
-
-CONFIG_KEYS = ("Env", "Entrypoint", "Cmd", "WorkingDir", "User", "ExposedPorts", "Labels")
+from .registryopts import (
+    add_platform_option,
+    add_registry_options,
+    options_from,
+    show_progress,
+    store_from,
+)
 
 
 def add_unpack(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -46,8 +50,7 @@ def add_unpack(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("output", help="image file to write (replaced atomically)")
     add_image_options(p)
     add_limit_options(p)
-    p.add_argument("--platform", type=Platform.parse,
-                   help="os/arch[/variant] (default: the host's)")
+    add_platform_option(p)
     p.add_argument("--stats", nargs="?", const="text", choices=["text", "json"],
                    help="per-stage bytes, entries, seconds and MB/s: a table on stderr, "
                         "or with --stats=json a JSON document on stdout")

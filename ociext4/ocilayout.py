@@ -69,6 +69,11 @@ class Layer:
     member: str = ""   # where a docker save archive keeps it
 
 
+# The fields of an image config's "config" that running it needs, kept
+# beside an unpacked image and shown by inspect.
+CONFIG_KEYS = ("Env", "Entrypoint", "Cmd", "WorkingDir", "User", "ExposedPorts", "Labels")
+
+
 @dataclass(frozen=True, slots=True)
 class Image:
     manifest_digest: str
