@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
 import os
 import signal
 import sys
 import time
-import uuid
 from collections.abc import Sequence
+from typing import NoReturn
 
 from ociext4 import __version__, tempfiles
 from ociext4.errors import Ociext4Error
+from ociext4.tuning import tune_allocator
 
 from .cache import add_cache
 from .inspect import add_inspect
@@ -23,8 +23,20 @@ from .run import add_run
 from .unpack import add_unpack
 
 
+class Parser(argparse.ArgumentParser):
+    """Option errors as one line, like every other error.  `error_code` is
+    the exit code for them (docker run says 125 where others say 2)."""
+
+    error_code = 2
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("ociext4").strip()
+        where = f"{command}: " if command else ""
+        self.exit(self.error_code, f"ociext4: error: {where}{message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="ociext4", description="Turn directories, tarballs and OCI images into ext4 images.")
     parser.add_argument("--version", action="version", version=f"ociext4 {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -35,44 +47,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_cache(sub)
     add_run(sub)
     return parser
-
-
-def add_image_options(p: argparse.ArgumentParser) -> None:
-    """Options every command that writes an image shares."""
-    from .units import parse_size
-
-    p.add_argument("--size", type=parse_size, metavar="SIZE",
-                   help="image size (e.g. 2G); default: sized from the content")
-    p.add_argument("--free", type=parse_size, metavar="SIZE",
-                   help="free space to leave when sizing from content "
-                        "(default: 10%% of the content, at least 64M)")
-    p.add_argument("--no-journal", action="store_true", help="leave out the journal")
-    p.add_argument("--uuid", type=uuid.UUID, help="file-system UUID (default: from the content)")
-    p.add_argument("--label", default="", help="volume label (at most 16 bytes)")
-    p.add_argument("--no-fsync", action="store_true", help="do not fsync the image before renaming")
-
-
-def timestamp_from_env() -> int:
-    # Reproducible-builds convention for "when was this made".
-    value = os.environ.get("SOURCE_DATE_EPOCH", "")
-    return int(value) if value.isdigit() else 0
-
-
-def _keep_freed_memory() -> None:
-    """Layers arrive as pieces of up to 1 MiB.  By default glibc maps and
-    unmaps each one, so every piece faults in freshly zeroed pages: about a
-    tenth of an unpack's CPU time.  Keeping them in the heap costs ~20 MB
-    per arena."""
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return  # not glibc: nothing to tune
-    mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
-    mallopt(-1, 64 << 20)  # M_TRIM_THRESHOLD
-    # Pieces are made on one thread and freed on another; with an arena per
-    # thread each would keep its own cache of them (peak RSS 370 MB instead
-    # of 230 MB on a large image).
-    mallopt(-8, 2)         # M_ARENA_MAX
 
 
 def _on_signal(signum: int, frame: object) -> None:
@@ -91,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _on_signal)
-    _keep_freed_memory()
+    tune_allocator()
     # An unpack allocates millions of small objects and none of them form
     # cycles; the collector's passes over them cost ~5% of its time.
     gc.freeze()

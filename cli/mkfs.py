@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import time
 
-from ociext4.ext4 import Ext4Options, Ext4Writer
-from ociext4.sources.directory import read_directory
-from ociext4.sources.tarball import open_source, read_tar
+from ociext4 import api
+
+from .imageopts import add_image_options, image_kwargs
+from .limits import add_limit_options, limits_from
 
 
 def add_mkfs(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from .limits import add_limit_options
-    from .main import add_image_options
-
     p = sub.add_parser(
         "mkfs", help="make an ext4 image from a directory or a tar archive",
         description="Make an ext4 image from a directory or a tar archive "
@@ -28,30 +24,13 @@ def add_mkfs(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(run=run_mkfs)
 
 
-def options_from(args: argparse.Namespace) -> Ext4Options:
-    from .main import timestamp_from_env
-
-    return Ext4Options(size=args.size, free=args.free, journal=not args.no_journal,
-                       uuid=args.uuid, label=args.label, timestamp=timestamp_from_env(),
-                       fsync=not args.no_fsync)
-
-
 def run_mkfs(args: argparse.Namespace, started: float) -> int:
-    from .limits import limits_from
-
-    with Ext4Writer(args.output, options_from(args)) as writer:
-        if args.source != "-" and os.path.isdir(args.source):
-            root = read_directory(args.source, writer)
-        else:
-            with open_source(args.source) as stream:
-                root = read_tar(stream, args.source, writer, limits_from(args))
-        read_done = time.perf_counter()
-        info = writer.commit(root)
+    result = api.mkfs(args.source, args.output, limits=limits_from(args), **image_kwargs(args))
     if args.stats:
-        done = time.perf_counter()
+        info = result.info
         used = (info.blocks - info.free_blocks) * 4096
         print(f"{info.path}: {info.size >> 20} MiB, {used >> 20} MiB used, "
               f"{info.inodes - info.free_inodes} inodes, uuid {info.uuid}; "
-              f"read+data {read_done - started:.2f}s, metadata {done - read_done:.2f}s, "
-              f"total {done - started:.2f}s", file=sys.stderr)
+              f"read+data {result.read_seconds:.2f}s, metadata {result.commit_seconds:.2f}s, "
+              f"total {result.read_seconds + result.commit_seconds:.2f}s", file=sys.stderr)
     return 0

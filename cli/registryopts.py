@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ociext4.ocilayout import Platform
+from ociext4.model import Platform, PlatformSyntaxError
+from ociext4.reference import parse_local
 from ociext4.store import Store, default_root
 
 if TYPE_CHECKING:
@@ -15,7 +17,15 @@ if TYPE_CHECKING:
 
 def add_platform_option(p: argparse.ArgumentParser,
                         help: str = "os/arch[/variant] (default: the host's)") -> None:
-    p.add_argument("--platform", type=Platform.parse, help=help)
+    p.add_argument("--platform", type=platform_option, help=help)
+
+
+def platform_option(text: str) -> Platform:
+    """As docker reads --platform (linux/arm64, arm64, arm64/v8, ...)."""
+    try:
+        return Platform.parse(text)
+    except PlatformSyntaxError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def add_cache_option(p: argparse.ArgumentParser) -> None:
@@ -46,6 +56,14 @@ def options_from(args: argparse.Namespace) -> Options:
 
     return Options(insecure=frozenset(args.insecure), ca_cert=args.ca_cert,
                    timeout=args.registry_timeout)
+
+
+def registry_kwargs(args: argparse.Namespace, reference: str) -> dict[str, Any]:
+    """The cache and registry options as keyword arguments of the API; the
+    registry client is loaded only when `reference` names a registry image."""
+    if parse_local(reference) is not None or os.path.exists(reference):
+        return {"cache": args.cache}
+    return {"cache": args.cache, "registry": options_from(args)}
 
 
 def store_from(args: argparse.Namespace) -> Store:

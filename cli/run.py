@@ -4,29 +4,16 @@ VM, run one command in it, and exit with the command's exit code."""
 from __future__ import annotations
 
 import argparse
-import fcntl
-import hashlib
-import json
 import sys
 from pathlib import Path
-from typing import Any
 
-from ociext4.cachedir import cache_dir
-from ociext4.dockerarchive import DockerArchive
 from ociext4.errors import Ociext4Error, SourceError
-from ociext4.ext4 import Ext4Writer
-from ociext4.ext4.writer import Ext4Options
-from ociext4.ocilayout import Image, Platform, open_image
-from ociext4.reference import LocalRef, parse_local, parse_registry
-from ociext4.sources.image import read_image
+from ociext4.runcache import image_for
 from ociext4.vm.runner import EXIT_VM, VmOptions, exit_code, run_vm
 from ociext4.vm.settings import Overrides, guest_settings
 
-from .registryopts import add_platform_option, add_registry_options
-from .registryopts import options_from as registry_options
+from .registryopts import add_platform_option, add_registry_options, registry_kwargs
 from .units import parse_size
-
-IMAGE_CACHE_FORMAT = 1  # bump when unpacking into the cache changes
 
 
 def add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -64,6 +51,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_platform_option(p, "os/arch[/variant] for image references (default: the host's)")
     add_registry_options(p, timeout_flag="--registry-timeout")
     p.set_defaults(run=run_run)
+    p.error_code = 125  # type: ignore[attr-defined]  # docker run's code for its own errors
 
 
 def _memory(text: str) -> int:
@@ -89,84 +77,6 @@ def _seconds(text: str) -> float:
     return value
 
 
-# ------------------------------------------------------------ image lookup
-
-
-def image_for(text: str, platform: Platform | None,
-              args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
-    """The ext4 image a reference names, and its config: a file as it is, a
-    local image unpacked through the cache, a registry image pulled into the
-    blob cache first (what is cached costs no download)."""
-    ref = parse_local(text)
-    if ref is not None:
-        return cached_unpack(ref, platform)
-    path = Path(text)
-    if path.exists():
-        if not path.is_file():
-            raise SourceError(f"{text}: not an image file")
-        return path, read_config(path)
-    if text.endswith((".img", ".ext4")) or "/" in text and not text.split("/", 1)[0]:
-        raise SourceError(f"{text}: no such image file")
-    try:
-        name = parse_registry(text)
-    except SourceError:
-        raise SourceError(f"{text}: no such image file, and not an image name") from None
-    from ociext4.registry import fetch_image  # only here: see registryopts.options_from
-
-    pulled = fetch_image(name, cache=args.cache, platform=platform,
-                         options=registry_options(args))
-    return cached_unpack(LocalRef("oci", str(pulled.layout), digest=pulled.manifest_digest),
-                         platform)
-
-
-def read_config(img: Path) -> dict[str, Any]:
-    """The config `ociext4 unpack` saved beside the image; empty if none."""
-    side = Path(f"{img}.json")
-    try:
-        meta = json.loads(side.read_text())
-    except FileNotFoundError:
-        return {}
-    except ValueError as e:
-        raise SourceError(f"{side}: not JSON ({e})") from None
-    config = meta.get("config") if isinstance(meta, dict) else None
-    if not isinstance(config, dict):
-        raise SourceError(f"{side}: no config object")
-    return config
-
-
-def _peek(ref: LocalRef, platform: Platform | None) -> Image:
-    if ref.transport == "docker-archive":
-        archive = DockerArchive(Path(ref.path))
-        try:
-            return archive.image()
-        finally:
-            archive.close()
-    return open_image(Path(ref.path), ref.tag, ref.digest, platform)
-
-
-def cached_unpack(ref: LocalRef, platform: Platform | None) -> tuple[Path, dict[str, Any]]:
-    """Unpacks the image once per manifest digest and options; later runs
-    boot the cached ext4 at once."""
-    from .unpack import derived_uuid, write_config
-
-    image = _peek(ref, platform)
-    plat = platform or Platform.host()
-    key = hashlib.sha256(f"{IMAGE_CACHE_FORMAT} {image.manifest_digest} {plat}".encode())
-    dest = cache_dir("images") / f"{key.hexdigest()[:32]}.img"
-    with open(f"{dest}.lock", "w") as lock:
-        # Two runs of one new image: one unpacks, the other waits and reuses.
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (dest.is_file() and Path(f"{dest}.json").is_file()):
-            Path(f"{dest}.json").unlink(missing_ok=True)
-            opts = Ext4Options(uuid=derived_uuid(image.manifest_digest, "uuid"),
-                               hash_seed=derived_uuid(image.manifest_digest, "hash-seed"))
-            with Ext4Writer(dest, opts) as writer:
-                root, image = read_image(ref, writer, platform)
-                writer.commit(root)
-            write_config(str(dest), image)
-    return dest, read_config(dest)
-
-
 # ---------------------------------------------------------------- the run
 
 
@@ -186,11 +96,9 @@ def run_run(args: argparse.Namespace, started: float) -> int:
     command = list(args.command)
     try:
         command = split_command(args.image, command)
-        if args.rw and parse_local(args.image) is not None:
-            raise SourceError(f"{args.image}: --rw keeps writes in an image file; "
-                              "make one with `ociext4 unpack` and run that")
-        img, config = image_for(args.image, args.platform, args)
-        settings = guest_settings(config, Overrides(
+        img, config = image_for(args.image, args.platform, rw=args.rw,
+                                **registry_kwargs(args, args.image))
+        settings = guest_settings(config.to_json(), Overrides(
             command=command, entrypoint=args.entrypoint, env=args.env, workdir=args.workdir,
             user=args.user, rw=args.rw))
         opts = VmOptions(kernel=args.kernel, accel=args.accel, memory_mib=args.memory,

@@ -3,50 +3,32 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import hashlib
 import json
-import os
 import sys
-import time
-import uuid
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from ociext4 import tempfiles
-from ociext4.ext4 import Ext4Writer
+from ociext4 import api
 from ociext4.layers import LayerStats
-from ociext4.ocilayout import CONFIG_KEYS, Image
-from ociext4.reference import RegistryRef, parse_reference
-from ociext4.sources.image import Progress, read_image, read_layout_image
-from ociext4.tree import Inode
+from ociext4.model import Image
 
+from .imageopts import add_image_options, image_kwargs
+from .limits import add_limit_options, limits_from
 from .progress import LayerProgress
 from .pullprogress import DownloadBars
-from .registryopts import (
-    add_platform_option,
-    add_registry_options,
-    options_from,
-    show_progress,
-    store_from,
-)
+from .registryopts import add_platform_option, add_registry_options, show_progress
 
 
 def add_unpack(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from .limits import add_limit_options
-    from .main import add_image_options
-
     p = sub.add_parser(
         "unpack", help="make an ext4 image from a container image",
         description="Flatten a container image's layers into an ext4 image. SOURCE is "
                     "an image name in a registry (alpine, ocaml/opam:tag, host:5000/repo@sha256:…; "
                     "what is not cached is pulled, and the bottom layer is applied while the "
                     "others download), oci:DIR[:TAG|@DIGEST] (an OCI image layout) or "
-                    "docker-archive:FILE (docker save output). The image config is written "
-                    "beside the image as OUT.img.json.")
+                    "docker-archive:FILE[:NAME:TAG|:@INDEX] (docker save output). The image "
+                    "config is written beside the image as OUT.img.json.")
     p.add_argument("source", help="registry image name, oci:DIR[:TAG|@DIGEST] or "
-                                  "docker-archive:FILE")
+                                  "docker-archive:FILE[:NAME:TAG|:@INDEX]")
     p.add_argument("output", help="image file to write (replaced atomically)")
     add_image_options(p)
     add_limit_options(p)
@@ -60,99 +42,62 @@ def add_unpack(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.set_defaults(run=run_unpack)
 
 
-def derived_uuid(digest: str, purpose: str) -> uuid.UUID:
-    """Same image, same UUID: the manifest digest decides it."""
-    return uuid.UUID(bytes=hashlib.sha256(f"ociext4 {purpose} {digest}".encode()).digest()[:16],
-                     version=5)
+class Bars(api.Progress):
+    """Download bars (registry images) and the layer bar, on stderr."""
 
+    def __init__(self, downloads: DownloadBars, layers: LayerProgress) -> None:
+        self._downloads, self._layers = downloads, layers
 
-Reader = Callable[[Ext4Writer, Progress, list[LayerStats]], tuple[Inode, Image]]
+    def begin(self, image: Image, cached: set[str]) -> None:
+        self._downloads.begin(image, cached)
+
+    def advance(self, digest: str, nbytes: int) -> None:
+        self._downloads.advance(digest, nbytes)
+
+    def layer(self, index: int, count: int, stats: LayerStats) -> None:
+        self._layers.update(index, count, stats)
 
 
 def run_unpack(args: argparse.Namespace, started: float) -> int:
-    from .limits import limits_from
+    from .registryopts import registry_kwargs
 
-    ref = parse_reference(args.source)
-    limits = limits_from(args)
     show = show_progress(args)
-    if not isinstance(ref, RegistryRef):
-        local = ref
-        return _unpack(args, started, show, lambda writer, progress, layers: read_image(
-            local, writer, args.platform, limits, progress=progress, stats=layers))
-    from ociext4.registry import Pull  # only here: see registryopts.options_from
-
-    store = store_from(args)
-    with DownloadBars(show) as bars, \
-            Pull(ref, store, args.platform, options_from(args), bars) as pull:
-        image = pull.start()
-
-        def read(writer: Ext4Writer, progress: Progress, layers: list[LayerStats]
-                 ) -> tuple[Inode, Image]:
-            root = read_layout_image(store.root, image, writer, pull.wait, limits,
-                                     progress=progress, stats=layers)
-            pull.finish()  # every layer is in: tag the image in the cache
-            return root, image
-
-        return _unpack(args, started, show, read)
-
-
-def _unpack(args: argparse.Namespace, started: float, show: bool, read: Reader) -> int:
-    from .mkfs import options_from as image_options
-
-    layers: list[LayerStats] = []
-    with Ext4Writer(args.output, image_options(args)) as writer, LayerProgress(show) as bar:
-        root, image = read(writer, bar.update, layers)
-        read_done = time.perf_counter()
-        writer.options = dataclasses.replace(
-            writer.options,
-            uuid=writer.options.uuid or derived_uuid(image.manifest_digest, "uuid"),
-            hash_seed=derived_uuid(image.manifest_digest, "hash-seed"))
-        info = writer.commit(root)
-    done = time.perf_counter()
-    write_config(args.output, image)
+    with DownloadBars(show) as downloads, LayerProgress(show) as layers:
+        result = api.unpack(args.source, args.output, platform=args.platform,
+                            limits=limits_from(args), progress=Bars(downloads, layers),
+                            **image_kwargs(args), **registry_kwargs(args, args.source))
     if args.stats:
-        report(args.stats, layers, read_done - started, done - read_done, info)
+        report(args.stats, result)
     return 0
-
-
-def write_config(output: str, image: Any) -> None:
-    cfg = image.config.get("config") or {}
-    meta = {"manifest": image.manifest_digest,
-            "platform": f"{image.config.get('os', '')}/{image.config.get('architecture', '')}",
-            "config": {k: cfg[k] for k in CONFIG_KEYS if k in cfg}}
-    tmp = Path(f"{output}.json.partial")
-    tempfiles.track(tmp)
-    with open(tmp, "w") as f:
-        json.dump(meta, f, indent=1, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, f"{output}.json")
-    tempfiles.untrack(tmp)
 
 
 def _rate(nbytes: int, seconds: float) -> float:
     return nbytes / seconds / 1e6 if seconds > 0 else 0.0
 
 
-def report(kind: str, layers: list[LayerStats], read_s: float, commit_s: float,
-           info: Any) -> None:
+def report(kind: str, result: api.UnpackResult) -> None:
+    st = result.stats
+    layers, info = st.layers, st.info
     stages: list[dict[str, Any]] = [
-        {"stage": f"layer {i + 1}", "digest": st.name, "compression": st.compression,
-         "bytes_in": st.bytes_in, "bytes_out": st.bytes_out, "entries": st.entries,
-         "seconds": round(st.seconds, 3), "mb_per_s": round(_rate(st.bytes_out, st.seconds), 1)}
-        for i, st in enumerate(layers)]
+        {"stage": f"layer {i + 1}", "digest": ls.name, "compression": ls.compression,
+         "bytes_in": ls.bytes_in, "bytes_out": ls.bytes_out, "entries": ls.entries,
+         "seconds": round(ls.seconds, 3), "mb_per_s": round(_rate(ls.bytes_out, ls.seconds), 1)}
+        for i, ls in enumerate(layers)]
     used = (info.blocks - info.free_blocks) * 4096
     stages.append({"stage": "metadata", "bytes_in": 0, "bytes_out": used,
-                   "entries": info.inodes - info.free_inodes, "seconds": round(commit_s, 3),
-                   "mb_per_s": round(_rate(used, commit_s), 1)})
-    total = {"stage": "total", "bytes_in": sum(s.bytes_in for s in layers),
-             "bytes_out": used, "entries": sum(s.entries for s in layers),
-             "seconds": round(read_s + commit_s, 3),
-             "mb_per_s": round(_rate(sum(s.bytes_out for s in layers), read_s + commit_s), 1)}
-    stages.append(total)
+                   "entries": info.inodes - info.free_inodes,
+                   "seconds": round(st.commit_seconds, 3),
+                   "mb_per_s": round(_rate(used, st.commit_seconds), 1)})
+    total_s = st.read_seconds + st.commit_seconds
+    stages.append({"stage": "total", "bytes_in": sum(ls.bytes_in for ls in layers),
+                   "bytes_out": used, "entries": sum(ls.entries for ls in layers),
+                   "seconds": round(total_s, 3),
+                   "mb_per_s": round(_rate(sum(ls.bytes_out for ls in layers), total_s), 1)})
     if kind == "json":
         # For machines: the only thing on stdout.
-        print(json.dumps({"image": str(info.path), "uuid": str(info.uuid), "stages": stages},
-                         indent=1))
+        print(json.dumps({"image": str(info.path), "uuid": str(info.uuid),
+                          "manifest": result.manifest_digest, "index": result.index_digest,
+                          "platform": str(result.platform or ""), "stages": stages}, indent=1))
         return
     print(f"{'stage':<10} {'in MB':>9} {'out MB':>9} {'entries':>9} {'seconds':>8} {'MB/s':>7}",
           file=sys.stderr)

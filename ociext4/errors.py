@@ -1,4 +1,13 @@
-"""The typed exceptions of the library; the CLI turns them into one-line errors."""
+"""The typed exceptions of the library; the CLI turns them into one-line
+errors.  They carry data (what failed, with which status or errno), so
+callers branch on attributes, never on message text."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .model import Platform
 
 
 class Ociext4Error(Exception):
@@ -19,6 +28,27 @@ class ImageError(Ociext4Error):
 
 class DigestMismatch(SourceError):
     """Bytes that do not hash to the digest (or have the size) they were fetched for."""
+
+
+class DocumentError(SourceError):
+    """A manifest, index or config with a field of the wrong type or range.
+    `document` names it (`manifest sha256:…`), `field` is the path in it
+    (`layers[2].size`), `problem` what is wrong.  Sources prefix where the
+    document came from."""
+
+    def __init__(self, document: str, field: str, problem: str) -> None:
+        super().__init__(f"{document}: {field}: {problem}")
+        self.document, self.field, self.problem = document, field, problem
+
+
+class NoMatchingPlatform(SourceError):
+    """The image has no manifest for the platform asked for; `available`
+    lists the platforms it has."""
+
+    def __init__(self, where: str, wanted: Platform, available: list[Platform]) -> None:
+        names = sorted({str(p) for p in available})
+        super().__init__(f"{where}: no manifest for {wanted} (has: {', '.join(names) or 'none'})")
+        self.wanted, self.available = wanted, available
 
 
 class RegistryError(Ociext4Error):

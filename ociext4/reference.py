@@ -4,6 +4,7 @@ and registry names normalised as Docker does (`alpine` is
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -71,7 +72,7 @@ def parse_local(text: str) -> LocalRef | None:
         if not rest:
             raise SourceError(f"{text}: no path given")
         if transport == "docker-archive":
-            return LocalRef(transport, rest)
+            return _docker_archive(rest)
         if "@" in rest:
             path, _, digest = rest.rpartition("@")
             if not _DIGEST.match(digest):
@@ -82,6 +83,25 @@ def parse_local(text: str) -> LocalRef | None:
             return LocalRef(transport, path, tag=tag)
         return LocalRef(transport, rest)
     return None
+
+
+def _docker_archive(rest: str) -> LocalRef:
+    """`FILE`, `FILE:NAME[:TAG]`, `FILE:@INDEX` (skopeo's spelling) or
+    `FILE@INDEX`; the image choice is kept in `tag`.  A file whose own name
+    holds `:` is taken whole when it exists."""
+    if os.path.exists(rest):
+        return LocalRef("docker-archive", rest)
+    path, at, index = rest.rpartition("@")
+    if at and index.isdigit() and not path.endswith(":"):
+        return LocalRef("docker-archive", path, tag="@" + index)
+    path, sep, select = rest.partition(":")
+    if sep and path:
+        if not select:
+            raise SourceError(f"docker-archive:{rest}: no image named after the ':'")
+        if not select.startswith("@") and ":" not in select.rpartition("/")[2]:
+            select += ":latest"
+        return LocalRef("docker-archive", path, tag=select)
+    return LocalRef("docker-archive", rest)
 
 
 def parse_registry(text: str) -> RegistryRef:

@@ -68,17 +68,19 @@ ERRORS: dict[str, tuple[list[str], str]] = {
     "zstd-huge-window": ([], LAYER + r"cannot decompress zstd \(.*Frame requires too much "
                                      r"memory for decoding\)"),
     "xz-layer": ([], LAYER + r"xz compression is not supported \(use gzip, zstd or plain\)"),
-    "image-manifest-digest-mismatch": ([], r"manifest sha256:[0-9a-f]{64} does not match its "
-                                           r"digest"),
+    "image-manifest-digest-mismatch": ([], r"manifest sha256:[0-9a-f]{64} is 419 bytes, its "
+                                           r"descriptor says 418"),
     "image-diff-id-mismatch": ([], LAYER + r"uncompressed layer does not match diff_id "
                                            r"sha256:0{64}"),
-    "image-diff-id-count": ([], r"config lists 0 diff_ids for 1 layers"),
+    "image-diff-id-count": ([], r"manifest sha256:[0-9a-f]{64}: config lists 0 diff_ids for 1 "
+                                r"layers"),
     "image-1000-layers": ([], r"the image has 1000 layers, over the limit of 256 \(raise it "
                               r"with --max-layers\)"),
     "image-missing-layer-blob": ([], r"layer blob sha256:[0-9a-f]{64} is missing"),
     "image-missing-config-blob": ([], r"config blob sha256:[0-9a-f]{64} is missing"),
     "image-missing-manifest-blob": ([], r"manifest blob sha256:[0-9a-f]{64} is missing"),
-    "image-index-includes-itself": ([], r"index sha256:[0-9a-f]{64} does not match its digest"),
+    "image-index-includes-itself": ([], r"index sha256:[0-9a-f]{64} does not match its digest "
+                                        r"\(the bytes hash to sha256:[0-9a-f]{64}\)"),
     "image-layer-size-mismatch": ([], r"layer sha256:[0-9a-f]{64} is 103 bytes, its "
                                       r"descriptor says 104"),
     "image-not-a-layout": ([], r"not an OCI image layout \(no index.json\)"),

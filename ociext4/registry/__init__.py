@@ -2,5 +2,6 @@
 
 from .client import Options
 from .pull import Pull, PulledImage, fetch_image
+from .source import RegistryImage
 
-__all__ = ["Options", "Pull", "PulledImage", "fetch_image"]
+__all__ = ["Options", "Pull", "PulledImage", "RegistryImage", "fetch_image"]

@@ -4,29 +4,33 @@ refused, every document checked against its digest and kept in the cache."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
-from ..errors import DigestMismatch, RegistryError, SourceError
-from ..ocilayout import (
+from ..digests import check_data, digest_of
+from ..errors import DigestMismatch, DocumentError, RegistryError
+from ..model import (
     INDEX_TYPES,
     MANIFEST_TYPES,
     MAX_JSON,
+    SCHEMA1_TYPES,
+    Descriptor,
     Image,
-    Layer,
+    ImageConfig,
+    Index,
+    Manifest,
     Platform,
-    json_object,
-    pick_manifest,
+    image_from,
+    parse_config,
+    parse_document,
+    select_manifest,
 )
 from ..reference import RegistryRef
+from ..source import check_platform
 from ..store import FROM_INDEX, Store
 from .bodies import read_limited
 from .client import RegistryClient, error_for
 
-SCHEMA1_TYPES = {"application/vnd.docker.distribution.manifest.v1+json",
-                 "application/vnd.docker.distribution.manifest.v1+prettyjws"}
 ACCEPT = ", ".join(sorted(MANIFEST_TYPES | INDEX_TYPES)) + ", " + ", ".join(
     f"{t};q=0.5" for t in sorted(SCHEMA1_TYPES))
 
@@ -35,24 +39,24 @@ ACCEPT = ", ".join(sorted(MANIFEST_TYPES | INDEX_TYPES)) + ", " + ", ".join(
 class Resolved:
     """What a reference names, once resolved for a platform."""
     image: Image
-    descriptor: dict[str, Any]     # the manifest's descriptor for the cache's index.json
-    config_descriptor: dict[str, Any]
-    layer_urls: dict[str, list[str]]  # foreign layers' download locations
-    platform: str
+    descriptor: Descriptor   # the manifest's entry for the cache's index.json
+    raw: bytes               # the document the reference names, as served
+
+    @property
+    def platform(self) -> str:
+        return str(self.image.platform) if self.image.platform else ""
+
+    @property
+    def layer_urls(self) -> dict[str, list[str]]:
+        """Foreign layers' download locations."""
+        return {lay.digest: list(lay.urls) for lay in self.image.layers if lay.urls}
 
 
-
-
-def _kind(doc: dict[str, Any], content_type: str, what: str) -> str:
-    media = str(doc.get("mediaType") or content_type.split(";")[0].strip())
-    if media in SCHEMA1_TYPES or doc.get("schemaVersion") == 1:
-        raise RegistryError(f"{what}: is a Docker schema 1 manifest, which is not supported "
-                            "(push the image again with a current docker, podman or skopeo)")
-    if media in INDEX_TYPES or ("manifests" in doc and media not in MANIFEST_TYPES):
-        return "index"
-    if media in MANIFEST_TYPES or "layers" in doc:
-        return "manifest"
-    raise RegistryError(f"{what}: unknown manifest media type {media!r}")
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    descriptor: Descriptor   # media type from the document, else the server's word
+    document: Index | Manifest
+    data: bytes
 
 
 class ManifestSource:
@@ -64,14 +68,26 @@ class ManifestSource:
         # A factory: a fully cached digest reference never opens a connection.
         self.client, self.store, self.ref = client, store, ref
 
-    def manifest(self, reference: str) -> tuple[str, str, dict[str, Any], int]:
-        """(digest, media type, document, size) of the manifest or index."""
-        what = f"{self.ref.registry}/{self.ref.repository}@{reference}" \
-            if reference.startswith("sha256:") else f"{self.ref.registry}/" \
-            f"{self.ref.repository}:{reference}"
-        if reference.startswith("sha256:") and (data := self.store.read(reference)) is not None:
-            doc = json_object(data, what)
-            return reference, str(doc.get("mediaType") or ""), doc, len(data)
+    def _what(self, reference: str) -> str:
+        base = f"{self.ref.registry}/{self.ref.repository}"
+        return f"{base}@{reference}" if reference.startswith("sha256:") else f"{base}:{reference}"
+
+    def manifest(self, reference: str, hint: str = "") -> Fetched:
+        """The manifest or index a tag or digest names."""
+        what = self._what(reference)
+        data = self.store.read(reference) if reference.startswith("sha256:") else None
+        if data is None:
+            data, content_type = self._download(reference, what)
+            hint = hint or content_type
+        digest = digest_of(data)
+        try:
+            doc = parse_document(data, f"manifest {digest}", hint)
+        except DocumentError as e:
+            raise DocumentError(f"{self.ref}: {e.document}", e.field, e.problem) from None
+        self.store.put(digest, data, what)
+        return Fetched(Descriptor(doc.media_type, digest, len(data)), doc, data)
+
+    def _download(self, reference: str, what: str) -> tuple[bytes, str]:
         client = self.client()
         resp = client.open("GET", client.url(f"manifests/{reference}"), {"Accept": ACCEPT}, what)
         try:
@@ -82,84 +98,53 @@ class ManifestSource:
             claimed = resp.headers.get("docker-content-digest", "")
         finally:
             resp.close()
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        digest = digest_of(data)
         if reference.startswith("sha256:") and digest != reference:
             raise DigestMismatch(f"{what}: the registry sent a manifest with digest {digest}")
         if claimed.startswith("sha256:") and claimed != digest:
             raise DigestMismatch(f"{what}: Docker-Content-Digest {claimed} does not match "
                                  f"the manifest's digest {digest}")
-        doc = json_object(data, what)
-        kind = _kind(doc, content_type, what)
-        media = str(doc.get("mediaType") or content_type.split(";")[0].strip())
-        if not media:
-            media = sorted(INDEX_TYPES if kind == "index" else MANIFEST_TYPES)[-1]
-        self.store.put(digest, data, what)
-        return digest, media, doc, len(data)
+        return data, content_type
 
-    def config(self, digest: str, size: int | None, what: str) -> dict[str, Any]:
+    def config(self, desc: Descriptor) -> ImageConfig:
         from .blobs import fetch_blob
 
-        if self.store.read(digest) is None:
-            fetch_blob(self.client(), self.store, digest, size, [], what)
-        data = self.store.read(digest)
+        what = f"{self.ref}: config {desc.digest}"
+        data = self.store.read(desc.digest)
+        if data is None:
+            fetch_blob(self.client(), self.store, desc.digest, desc.size, [], what)
+            data = self.store.read(desc.digest)
         if data is None:
             raise DigestMismatch(f"{what}: cached config does not match its digest")
-        return json_object(data, what)
-
-
-def _plat_of(p: dict[str, Any]) -> str:
-    return "/".join(str(x) for x in (p.get("os"), p.get("architecture"), p.get("variant")) if x)
+        check_data(what, desc.digest, desc.size, data)
+        try:
+            return parse_config(data, f"config {desc.digest}")
+        except DocumentError as e:
+            raise DocumentError(f"{self.ref}: {e.document}", e.field, e.problem) from None
 
 
 def resolve(src: ManifestSource, plat: Platform | None) -> Resolved:
     """The manifest, config and layers `src.ref` names for the platform."""
     ref = src.ref
-    want = plat or Platform.host()
-    digest, media, doc, size = src.manifest(ref.reference)
-    platform: dict[str, Any] | None = None
-    from_index = None
-    if _kind(doc, media, str(ref)) == "index":
-        from_index = digest
-        found: dict[str, dict[str, Any]] = {}
+    top = src.manifest(ref.reference)
+    desc, doc, index_digest = top.descriptor, top.document, None
+    if isinstance(doc, Index):
+        index_digest = desc.digest
 
-        def load(d: str) -> dict[str, Any]:
-            sub = src.manifest(d)[2]
-            for m in sub.get("manifests") or []:
-                if isinstance(m, dict) and "digest" in m:
-                    found[str(m["digest"])] = m
-            return sub
+        def load(d: Descriptor) -> Index | Manifest:
+            return src.manifest(d.digest, d.media_type).document
 
-        for m in doc.get("manifests") or []:
-            if isinstance(m, dict) and "digest" in m:
-                found[str(m["digest"])] = m
-        digest = pick_manifest(doc, want, load, str(ref))
-        platform = found.get(digest, {}).get("platform")
-        digest, media, doc, size = src.manifest(digest)
-        if _kind(doc, media, str(ref)) != "manifest":
-            raise RegistryError(f"{ref}: {digest} is not an image manifest")
-    cfg_desc = doc.get("config") or {}
-    if "digest" not in cfg_desc:
-        raise SourceError(f"{ref}: manifest {digest} has no config")
-    config = src.config(str(cfg_desc["digest"]), int(cfg_desc.get("size") or 0) or None,
-                        f"{ref}: config {cfg_desc['digest']}")
-    if platform is None:
-        platform = {k: config[k] for k in ("os", "architecture", "variant") if config.get(k)}
-        if plat is not None and platform and not plat.matches(platform):
-            raise SourceError(f"{ref}: the image is for {_plat_of(platform)}, not {plat}")
-    diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
-    layers_desc = [d for d in doc.get("layers") or [] if isinstance(d, dict)]
-    if len(diff_ids) != len(layers_desc):
-        raise SourceError(f"{ref}: config lists {len(diff_ids)} diff_ids for "
-                          f"{len(layers_desc)} layers")
-    layers = [Layer(str(d["digest"]), int(d.get("size", 0)), str(d.get("mediaType", "")),
-                    str(i)) for d, i in zip(layers_desc, diff_ids, strict=True)]
-    urls = {str(d["digest"]): [str(u) for u in d.get("urls") or []] for d in layers_desc
-            if d.get("urls")}
-    desc: dict[str, Any] = {"mediaType": media, "digest": digest, "size": size}
-    if from_index:
-        desc["annotations"] = {FROM_INDEX: from_index}
-    if platform:
-        desc["platform"] = {k: v for k, v in platform.items()
-                            if k in ("os", "architecture", "variant")}
-    return Resolved(Image(digest, config, layers), desc, dict(cfg_desc), urls,
-                    _plat_of(platform or {}))
+        chosen, manifest, _ = select_manifest(doc, plat or Platform.host(), load, str(ref),
+                                              frozenset({desc.digest}))
+        # The entry's own media type, as the document says: never the index's.
+        desc = replace(chosen, media_type=manifest.media_type, annotations={}, urls=())
+        doc = manifest
+    if not isinstance(doc, Manifest):
+        raise RegistryError(f"{ref}: {desc.digest} is not an image manifest")
+    config = src.config(doc.config)
+    image = check_platform(
+        image_from(desc.digest, doc, config, f"{ref}: manifest {desc.digest}", desc.platform,
+                   index_digest), plat, str(ref))
+    entry = Descriptor(desc.media_type, desc.digest, desc.size, image.platform,
+                       {FROM_INDEX: index_digest} if index_digest else {})
+    return Resolved(image, entry, top.data)

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
-from ..ocilayout import Image, Layer, Platform
+from ..model import Image, Layer, Platform
 from ..reference import RegistryRef, parse_registry
 from ..store import Store, default_root
 from .blobs import Cancelled, fetch_blob
@@ -40,6 +40,11 @@ class PulledImage:
     manifest_digest: str
     platform: str
     image: Image
+
+    @property
+    def index_digest(self) -> str | None:
+        """The index (manifest list) the manifest was chosen from, if any."""
+        return self.image.index_digest
 
     @property
     def oci_reference(self) -> str:
@@ -148,7 +153,7 @@ class Pull:
         for fut in self._futures.values():
             self._result(fut)
         name = self.ref.name
-        self.store.tag(name, self.resolved.descriptor)
+        self.store.tag(name, self.resolved.descriptor.to_json())
         return PulledImage(self.store.root, name, self.resolved.image.manifest_digest,
                            self.resolved.platform, self.resolved.image)
 

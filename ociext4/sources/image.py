@@ -1,64 +1,44 @@
-"""A container image (an OCI layout, a docker save archive, or an image a
-pull is still fetching into the cache) as a source: layers applied base first
-under the OCI rules, each checked against its digest and diff_id while it
-streams."""
+"""A container image from any image source (an OCI layout, a docker save
+archive, a registry pull still fetching into the cache) flattened into one
+tree: layers applied base first under the OCI rules, each checked against
+its digest and diff_id while it streams."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
-from ..dockerarchive import DockerArchive
+from ..blobs import LayerBlob
 from ..errors import SourceError
 from ..ext4.writer import Ext4Writer
 from ..flatten import LayerApplier
 from ..layers import Budget, LayerStats, Limits, layer_pieces, read_entries
 from ..lookahead import Lookahead
-from ..ocilayout import Image, Layer, LayerBlob, Platform, layer_blobs, open_image
-from ..reference import LocalRef
+from ..model import Image, Layer, Platform
+from ..source import ImageSource
 from ..tree import Inode, Tree, new_dir, split_path
 from .tarball import entry_node, link_target
 
 Progress = Callable[[int, int, LayerStats], None]
 
 
-def read_image(ref: LocalRef, writer: Ext4Writer, plat: Platform | None = None,
+def read_image(source: ImageSource, writer: Ext4Writer, plat: Platform | None = None,
                limits: Limits | None = None, progress: Progress | None = None,
                stats: list[LayerStats] | None = None) -> tuple[Inode, Image]:
     """Flattens the image's layers into a tree, their data into `writer`.
     `progress(layer_index, layer_count, stats)` is called as layers stream;
     `stats` receives one LayerStats per layer."""
-    root = Path(ref.path)
-    archive = None
-    if ref.transport == "docker-archive":
-        archive = DockerArchive(root)
-        image = archive.image()
-        blobs = archive.layer_blobs(image)
-    else:
-        image = open_image(root, ref.tag, ref.digest, plat)
-        blobs = layer_blobs(root, image)
-    try:
-        return _flatten(image, blobs, root, writer, limits, progress,
-                        stats if stats is not None else []), image
-    finally:
-        if archive is not None:
-            archive.close()
+    image = source.open(plat)
+    return flatten_image(source, image, writer, limits, progress, stats), image
 
 
-def read_layout_image(root: Path, image: Image, writer: Ext4Writer,
-                      wait: Callable[[Layer], None] | None = None,
-                      limits: Limits | None = None, progress: Progress | None = None,
-                      stats: list[LayerStats] | None = None) -> Inode:
-    """Flattens an already resolved image of the cache's OCI layout at
-    `root`.  `wait(layer)` returns once that layer's blob is in place, so the
-    bottom layer is applied while the ones above still download.  The cache
-    checked each blob's digest before naming it, and the diff_id check still
-    covers every byte of content, so the blobs are not hashed a second time."""
-    return _flatten(image, layer_blobs(root, image, wait, verify=False), root, writer, limits,
-                    progress, stats if stats is not None else [])
+def flatten_image(source: ImageSource, image: Image, writer: Ext4Writer,
+                  limits: Limits | None = None, progress: Progress | None = None,
+                  stats: list[LayerStats] | None = None) -> Inode:
+    return _flatten(image, source.layer_blobs(image), source.name, writer, limits, progress,
+                    stats if stats is not None else [])
 
 
-def _flatten(image: Image, blobs: Iterator[LayerBlob], root: Path,
+def _flatten(image: Image, blobs: Iterator[LayerBlob], root: str,
              writer: Ext4Writer, limits: Limits | None, progress: Progress | None,
              stats: list[LayerStats]) -> Inode:
 

@@ -1,0 +1,65 @@
+"""What every image source (an OCI layout, a docker save archive, a
+registry) offers: open the image for a platform, hand over its layer blobs
+in order, close."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Protocol, runtime_checkable
+
+from .blobs import LayerBlob
+from .model import Image, Platform
+
+
+@runtime_checkable
+class ImageSource(Protocol):
+    """`name` is how messages name the source (a path or a reference)."""
+
+    name: str
+
+    def open(self, platform: Platform | None = None) -> Image:
+        """The image for `platform` (None: the host's, or the only one there
+        is).  An explicit platform the image does not have is an error
+        (NoMatchingPlatform)."""
+        ...
+
+    def layer_blobs(self, image: Image) -> Iterator[LayerBlob]:
+        """The image's layer blobs, bottom first, each checked against its
+        digest when finished."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+    def __enter__(self) -> ImageSource: ...
+
+    def __exit__(self, typ: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None: ...
+
+
+class SourceBase:
+    """Context-manager plumbing shared by the sources."""
+
+    name: str
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> SourceBase:
+        return self
+
+    def __exit__(self, typ: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def check_platform(image: Image, wanted: Platform | None, name: str) -> Image:
+    """An image chosen without an index's word on its platform (a
+    single-manifest layout, a docker save archive) still has to be what an
+    explicit --platform asks for, as docker refuses otherwise."""
+    from .errors import NoMatchingPlatform
+
+    if wanted is not None and image.platform is not None and not wanted.matches(image.platform):
+        raise NoMatchingPlatform(name, wanted, [image.platform])
+    return image
