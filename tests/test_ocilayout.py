@@ -90,7 +90,8 @@ def test_index_cycle_is_refused(tmp_path):
     (blobs / a_desc["digest"][7:]).write_text(json.dumps(a_doc))
     (root / "index.json").write_text(json.dumps(
         {"schemaVersion": 2, "manifests": [{"mediaType": INDEX, **b_desc}]}))
-    with pytest.raises(SourceError, match="does not match its digest|includes itself|its descriptor says"):
+    with pytest.raises(SourceError,
+                       match="does not match its digest|includes itself|its descriptor says"):
         open_image(root, None, None, Platform.parse("linux/amd64"))
 
 
