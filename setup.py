@@ -35,4 +35,7 @@ class build_ext_with_init(build_ext):
 
 
 setup(cffi_modules=["ociext4/ext4/_ffi_build.py:ffibuilder"],
-      cmdclass={"build_ext": build_ext_with_init})
+      cmdclass={"build_ext": build_ext_with_init},
+      # The cffi module uses the stable ABI (it is built as .abi3.so): tag the
+      # wheel so, for every CPython from 3.11 on.
+      options={"bdist_wheel": {"py_limited_api": "cp311"}})
