@@ -139,3 +139,21 @@ def test_local_references_parse(text, ref):
 def test_bad_digest_in_reference_is_refused():
     with pytest.raises(SourceError, match="not a sha256 digest"):
         parse_local("oci:lay@sha256:xyz")
+
+
+@pytest.mark.parametrize("compression", ["gz", "zst", None])
+def test_a_tampered_layer_blob_is_reported_by_its_digest_not_its_content(tmp_path, compression):
+    import ociext4
+    from ociext4.errors import DigestMismatch
+
+    root = make_layout(tmp_path / "layout", [[member("f", bytes(range(256)) * 64)]],
+                       compression)
+    desc = json.loads((root / "index.json").read_text())["manifests"][0]
+    manifest = json.loads((root / "blobs/sha256" / desc["digest"][7:]).read_bytes())
+    blob = root / "blobs/sha256" / manifest["layers"][0]["digest"][7:]
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    with pytest.raises(DigestMismatch, match="does not match its digest"):
+        ociext4.unpack(f"oci:{root}", tmp_path / "o.img", fsync=False)
+    assert not list(tmp_path.glob("o.img*"))

@@ -75,10 +75,17 @@ def _flatten(image: Image, blobs: Iterator[LayerBlob], root: str,
             (current, st), pieces = taken
             ahead = Lookahead(open_next, release=lambda handle: handle[0].close())
             stats.append(st)
-            _apply_layer(tree, current.layer, pieces, st, writer, limits, budget,
-                         name_of(current.layer),
-                         None if progress is None else
-                         lambda st, i=i: progress(i, len(image.layers), st))
+            try:
+                _apply_layer(tree, current.layer, pieces, st, writer, limits, budget,
+                             name_of(current.layer),
+                             None if progress is None else
+                             lambda st, i=i: progress(i, len(image.layers), st))
+            except SourceError:
+                # A tampered blob shows first as a bad stream (a gzip CRC, a
+                # diff_id); its own digest names the fault better.
+                if current.check is not None:
+                    current.check()
+                raise
             blob, current = current, None
             blob.finish()
     finally:
