@@ -98,9 +98,21 @@ class Ext4Writer:
         if self._fd is not None:
             self.abort()
 
+    @property
+    def failed(self) -> bool:
+        """Whether a data call has failed; every later one then fails the
+        same way (the C writer's errors are sticky)."""
+        return bool(lib.oe_failed(self._w))
+
+    def error(self) -> ImageError:
+        """The C writer's last error, with its errno when a system call failed."""
+        errno = lib.oe_errno(self._w)
+        return ImageError(f"{self.path}: {ffi.string(lib.oe_error(self._w)).decode()}",
+                          errno or None)
+
     def _check(self, rc: int) -> None:
         if rc != 0:
-            raise ImageError(f"{self.path}: {ffi.string(lib.oe_error(self._w)).decode()}")
+            raise self.error()
 
     def _begin(self) -> int:
         handle = ffi.new("int64_t *")
@@ -147,6 +159,8 @@ class Ext4Writer:
 
     def check_xattrs(self, xattrs: dict[str, bytes]) -> None:
         """Raises SourceError if the xattrs cannot be stored on one inode."""
+        if self.failed:
+            raise self.error()
         packed = xattr_codec.pack(xattrs)
         if lib.oe_xattrs_check(self._w, ffi.from_buffer(packed), len(packed)) != 0:
             raise SourceError(ffi.string(lib.oe_error(self._w)).decode())
@@ -168,6 +182,8 @@ class Ext4Writer:
         """Lays out and writes everything else, then renames into place."""
         if self._fd is None:
             raise ImageError(f"{self.path}: writer already closed")
+        if self.failed:
+            raise self.error()
         try:
             info = self._commit(root)
         except BaseException:
