@@ -38,6 +38,7 @@ typedef struct {
 struct oe_writer {
     int fd;
     uint64_t out_dev;         /* st_dev of the image, for in-kernel copies */
+    int out_is_device;        /* a block device: it has its own size */
     char err[512];
     int failed;               /* a data call failed: every later one reports it */
     int err_no;               /* errno of the error in err, or 0 */

@@ -109,8 +109,12 @@ oe_writer *oe_open(int fd, const oe_open_params *params, char *err, uint32_t err
         return NULL;
     }
     w->fd = fd;
-    if (fstat(fd, &st) == 0)
-        w->out_dev = (uint64_t)st.st_dev;
+    if (fstat(fd, &st) == 0) {
+        w->out_is_device = S_ISBLK(st.st_mode);
+        /* A device node's st_dev is that of the file system holding the
+         * node, not of the device: no in-kernel copies into it. */
+        w->out_dev = w->out_is_device ? 0 : (uint64_t)st.st_dev;
+    }
     w->max_blocks = params->max_blocks;
     groups = (params->max_blocks + OE_BLOCKS_PER_GROUP - 1) / OE_BLOCKS_PER_GROUP;
     w->gdt_reserve = (uint32_t)((groups * OE_DESC_SIZE + OE_BLOCK_SIZE - 1) / OE_BLOCK_SIZE);
