@@ -23,6 +23,7 @@ S_IFSOCK = stat.S_IFSOCK
 MAX_SYMLINK_HOPS = 40
 NAME_MAX = 255          # bytes in one path component, on ext4 and in the VFS
 MAX_LINKS = 65000       # names of one non-directory inode (ext4's EXT4_LINK_MAX)
+SYMLINK_MAX = 4095      # bytes of a symlink target: one block, less the kernel's NUL
 
 
 @dataclass(slots=True, eq=False)
