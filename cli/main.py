@@ -50,20 +50,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _on_signal(signum: int, frame: object) -> None:
-    """SIGINT and SIGTERM: remove what is being written and exit at once.
+    """SIGINT, SIGTERM and SIGHUP (a closed terminal, a cancelled CI job):
+    remove what is being written and exit at once.
     Raising an exception here instead could land inside a lock's critical
     section (a queue between threads) and hang the exit."""
     tempfiles.remove_all()
-    word, code = ("interrupted", 130) if signum == signal.SIGINT else ("terminated", 143)
+    word = {signal.SIGINT: "interrupted", signal.SIGHUP: "hung up"}.get(signum, "terminated")
     os.write(2, f"ociext4: {word}\n".encode())
-    os._exit(code)
+    os._exit(128 + signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
     tune_allocator()
     # An unpack allocates millions of small objects and none of them form

@@ -1097,7 +1097,7 @@ int oe_commit(oe_writer *w, const oe_commit_params *params,
                           (g * OE_BLOCKS_PER_GROUP + 1) * OE_BLOCK_SIZE))
             goto out;
     }
-    if (ftruncate(w->fd, (off_t)(L.blocks * OE_BLOCK_SIZE))) {
+    if (!w->out_is_device && ftruncate(w->fd, (off_t)(L.blocks * OE_BLOCK_SIZE))) {
         oe_fail(w, "sizing the image: %s", strerror(errno));
         goto out;
     }

@@ -38,7 +38,10 @@ typedef struct {
 struct oe_writer {
     int fd;
     uint64_t out_dev;         /* st_dev of the image, for in-kernel copies */
+    int out_is_device;        /* a block device: it has its own size */
     char err[512];
+    int failed;               /* a data call failed: every later one reports it */
+    int err_no;               /* errno of the error in err, or 0 */
     uint64_t max_blocks;
     uint32_t gdt_reserve;     /* GDT blocks kept free in every backup group */
     uint64_t next;            /* next physical block to hand out */
@@ -60,6 +63,7 @@ struct oe_writer {
 };
 
 int oe_fail(oe_writer *w, const char *fmt, ...);
+int oe_fail_errno(oe_writer *w, int errnum, const char *what);
 int oe_grow(oe_writer *w, void **arr, uint64_t *cap, uint64_t need, size_t elem);
 int oe_is_backup_group(uint64_t g);
 uint64_t oe_reserved_end(const oe_writer *w, uint64_t group);

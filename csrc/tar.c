@@ -130,7 +130,9 @@ void oe_tar_clear(oe_tar *t)
 
 /* ---- numbers ------------------------------------------------------------ */
 
-/* Octal, space or NUL terminated, or base-256 when the top bit is set. */
+/* Octal, space or NUL terminated, or base-256 when the top bit is set.
+ * `*out` is the magnitude: at most 2^64-1, or 2^63 when negative, so that
+ * the value always fits an int64_t or a uint64_t. */
 static int parse_num(const uint8_t *f, size_t n, uint64_t *out, int *negative)
 {
     uint64_t v = 0;
@@ -139,13 +141,16 @@ static int parse_num(const uint8_t *f, size_t n, uint64_t *out, int *negative)
     *negative = 0;
     if (f[0] & 0x80) {
         int neg = f[0] == 0xff;
-        v = neg ? 0xff : (f[0] & 0x7f);
+        v = neg ? UINT64_MAX : (f[0] & 0x7f);  /* the first byte, sign-extended */
         for (i = 1; i < n; i++) {
-            if (v >> 56 && !neg)
+            /* What shifts out must be sign bits, or the value is too big. */
+            if (neg ? v >> 56 != 0xff : v >> 56 != 0)
                 return -1;
             v = (v << 8) | f[i];
         }
         if (neg) {
+            if (!(v >> 63))
+                return -1; /* below -2^63 */
             *negative = 1;
             v = ~v + 1;
         }
@@ -440,7 +445,10 @@ static int build_entry(oe_tar *t, oe_tar_entry *e, uint64_t size)
         return fail(t, "bad uid or gid in tar header");
     if (parse_num(h + 136, 12, &v, &neg))
         return fail(t, "bad mtime in tar header");
-    e->mtime_sec = neg ? -(int64_t)v : (int64_t)v;
+    if (neg ? v > (uint64_t)INT64_MAX + 1 : v > (uint64_t)INT64_MAX)
+        return fail(t, "bad mtime in tar header");
+    /* -(v-1)-1 and not -v: v may be 2^63, which no int64_t holds. */
+    e->mtime_sec = neg ? -(int64_t)(v - 1) - 1 : (int64_t)v;
     if ((ustar || gnu) && (e->type == '3' || e->type == '4')) {
         if (header_num(t, 329, 8, "devmajor", &v) || v > 0xfff)
             return fail(t, "bad device major");
@@ -659,6 +667,15 @@ static int on_header(oe_tar *t)
         }
         t->skip = pad512(size);
         return start_file(t, size);
+    }
+    if (type == 0 || (type == '0' && memcmp(h + 257, "ustar", 5) != 0)) {
+        /* Before ustar, a trailing slash was how a header said "directory";
+         * GNU tar and Go's archive/tar still read it so. */
+        if (t->cur.name_len && t->str[t->cur.name_off + t->cur.name_len - 1] == '/') {
+            t->cur.type = '5';
+            t->cur.size = 0;
+            type = '5';
+        }
     }
     if (type == '0' || type == 0 || type == '7') {
         t->cur.type = '0';
@@ -886,8 +903,6 @@ int oe_tar_finish(oe_tar *t)
         return fail(t, "%s", orphan);
     if (t->state == ST_END || (t->state == ST_HEADER && t->hdr_fill == 0 && t->zero_blocks))
         return 0;
-    if (t->state == ST_HEADER && t->hdr_fill == 0 && t->pos == 0)
-        return fail(t, "empty archive");
     if (t->state == ST_HEADER && t->hdr_fill == 0)
         return 0; /* no end marker: many writers omit it */
     return fail(t, "archive is truncated");

@@ -10,16 +10,41 @@
 #include <unistd.h>
 #include "internal.h"
 
+/* After a failed data call the first error is the one worth reporting:
+ * what follows it (a file left open, say) is only its consequence. */
 int oe_fail(oe_writer *w, const char *fmt, ...)
 {
     va_list ap;
+    if (w->failed)
+        return -1;
     va_start(ap, fmt);
     vsnprintf(w->err, sizeof w->err, fmt, ap);
     va_end(ap);
+    w->err_no = 0;
+    return -1;
+}
+
+/* "what: strerror(errnum)", keeping errnum for the caller. */
+int oe_fail_errno(oe_writer *w, int errnum, const char *what)
+{
+    if (w->failed)
+        return -1;
+    oe_fail(w, "%s: %s", what, strerror(errnum));
+    w->err_no = errnum;
     return -1;
 }
 
 const char *oe_error(const oe_writer *w) { return w->err; }
+int oe_errno(const oe_writer *w) { return w->err_no; }
+int oe_failed(const oe_writer *w) { return w->failed; }
+
+/* The data calls' way out: a failure sticks. */
+static int sticky(oe_writer *w, int rc)
+{
+    if (rc)
+        w->failed = 1;
+    return rc;
+}
 
 int oe_grow(oe_writer *w, void **arr, uint64_t *cap, uint64_t need, size_t elem)
 {
@@ -84,8 +109,12 @@ oe_writer *oe_open(int fd, const oe_open_params *params, char *err, uint32_t err
         return NULL;
     }
     w->fd = fd;
-    if (fstat(fd, &st) == 0)
-        w->out_dev = (uint64_t)st.st_dev;
+    if (fstat(fd, &st) == 0) {
+        w->out_is_device = S_ISBLK(st.st_mode);
+        /* A device node's st_dev is that of the file system holding the
+         * node, not of the device: no in-kernel copies into it. */
+        w->out_dev = w->out_is_device ? 0 : (uint64_t)st.st_dev;
+    }
     w->max_blocks = params->max_blocks;
     groups = (params->max_blocks + OE_BLOCKS_PER_GROUP - 1) / OE_BLOCKS_PER_GROUP;
     w->gdt_reserve = (uint32_t)((groups * OE_DESC_SIZE + OE_BLOCK_SIZE - 1) / OE_BLOCK_SIZE);
@@ -122,7 +151,7 @@ int oe_pwrite_all(oe_writer *w, const void *buf, uint64_t len, uint64_t off)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            return oe_fail(w, "writing the image: %s", strerror(errno));
+            return oe_fail_errno(w, errno, "writing the image");
         }
         if (n == 0)
             return oe_fail(w, "writing the image: short write");
@@ -268,7 +297,7 @@ int oe_extents_append(oe_extent **arr, uint64_t *n, uint64_t *cap, uint64_t firs
     return 0;
 }
 
-int oe_file_begin(oe_writer *w, int64_t *handle)
+static int do_file_begin(oe_writer *w, int64_t *handle)
 {
     oe_file *f;
 
@@ -399,7 +428,7 @@ static int write_direct(oe_writer *w, const uint8_t *src, uint64_t len, uint64_t
     return 0;
 }
 
-int oe_file_write(oe_writer *w, uint64_t offset, const void *buf, uint64_t len)
+static int do_file_write(oe_writer *w, uint64_t offset, const void *buf, uint64_t len)
 {
     const uint8_t *src = buf;
     oe_file *f = open_file(w);
@@ -458,7 +487,7 @@ static int copy_direct(oe_writer *w, int fd, uint64_t len)
                 return 1;
             }
             if (r < 0)
-                return oe_fail(w, "copying source file: %s", strerror(errno));
+                return oe_fail_errno(w, errno, "copying source file");
             if (r == 0)
                 return oe_fail(w, "source file shrank while being read");
             done += (uint64_t)r;
@@ -503,7 +532,7 @@ static int copy_range(oe_writer *w, int fd, uint64_t off, uint64_t len, int to_e
         if (r < 0) {
             if (errno == EINTR)
                 continue;
-            return oe_fail(w, "reading source file: %s", strerror(errno));
+            return oe_fail_errno(w, errno, "reading source file");
         }
         if (r == 0)
             return oe_fail(w, "source file shrank while being read");
@@ -513,7 +542,7 @@ static int copy_range(oe_writer *w, int fd, uint64_t off, uint64_t len, int to_e
     return 0;
 }
 
-int oe_file_copy_fd(oe_writer *w, int fd, uint64_t size)
+static int do_file_copy_fd(oe_writer *w, int fd, uint64_t size)
 {
     oe_file *f = open_file(w);
     uint64_t pos = 0;
@@ -534,7 +563,7 @@ int oe_file_copy_fd(oe_writer *w, int fd, uint64_t size)
                 data = (off_t)pos; /* no hole support: copy all */
                 hole = (off_t)size;
             } else {
-                return oe_fail(w, "reading source file: %s", strerror(errno));
+                return oe_fail_errno(w, errno, "reading source file");
             }
         } else {
             hole = lseek(fd, data, SEEK_HOLE);
@@ -552,7 +581,7 @@ int oe_file_copy_fd(oe_writer *w, int fd, uint64_t size)
     return 0;
 }
 
-int oe_file_end(oe_writer *w)
+static int do_file_end(oe_writer *w)
 {
     oe_file *f = open_file(w);
     uint64_t in;
@@ -569,7 +598,7 @@ int oe_file_end(oe_writer *w)
     return 0;
 }
 
-int oe_file_discard(oe_writer *w, int64_t handle)
+static int do_file_discard(oe_writer *w, int64_t handle)
 {
     if (handle < 0 || (uint64_t)handle >= w->n_files)
         return oe_fail(w, "bad file handle %lld", (long long)handle);
@@ -582,4 +611,39 @@ int oe_file_discard(oe_writer *w, int64_t handle)
 uint64_t oe_data_blocks(const oe_writer *w)
 {
     return w->next;
+}
+
+int oe_file_begin(oe_writer *w, int64_t *handle)
+{
+    if (w->failed)
+        return -1;
+    return sticky(w, do_file_begin(w, handle));
+}
+
+int oe_file_write(oe_writer *w, uint64_t offset, const void *buf, uint64_t len)
+{
+    if (w->failed)
+        return -1;
+    return sticky(w, do_file_write(w, offset, buf, len));
+}
+
+int oe_file_copy_fd(oe_writer *w, int fd, uint64_t size)
+{
+    if (w->failed)
+        return -1;
+    return sticky(w, do_file_copy_fd(w, fd, size));
+}
+
+int oe_file_end(oe_writer *w)
+{
+    if (w->failed)
+        return -1;
+    return sticky(w, do_file_end(w));
+}
+
+int oe_file_discard(oe_writer *w, int64_t handle)
+{
+    if (w->failed)
+        return -1;
+    return sticky(w, do_file_discard(w, handle));
 }

@@ -8,7 +8,9 @@
  * inode tables, group descriptors and superblocks after the data.
  *
  * Every function returns 0 on success or -1 with a message in the writer's
- * error buffer (oe_error). */
+ * error buffer (oe_error) and, for a failed system call, its errno
+ * (oe_errno).  A failed oe_file_* call is sticky: the writer's state is then
+ * unknown, so every later oe_file_* call fails with that first error. */
 #ifndef OCIEXT4_WRITER_H
 #define OCIEXT4_WRITER_H
 #include <stdint.h>
@@ -83,6 +85,8 @@ typedef struct {
 oe_writer *oe_open(int fd, const oe_open_params *params, char *err, uint32_t errlen);
 void oe_close(oe_writer *w);
 const char *oe_error(const oe_writer *w);
+int oe_errno(const oe_writer *w);   /* errno of the error in oe_error, or 0 */
+int oe_failed(const oe_writer *w);  /* 1 once an oe_file_* call has failed */
 
 /* File data, one file at a time, at non-decreasing offsets; gaps are holes. */
 int oe_file_begin(oe_writer *w, int64_t *handle);

@@ -23,7 +23,12 @@ class UnsafePathError(SourceError):
 
 
 class ImageError(Ociext4Error):
-    """The ext4 image could not be laid out or written."""
+    """The ext4 image could not be laid out or written.  `errno` is the
+    system error behind it (ENOSPC, EIO, ...), or None when there was none."""
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
 
 
 class DigestMismatch(SourceError):

@@ -1,9 +1,12 @@
 """Applying image layers, base first, under the OCI whiteout rules.
 
-Each layer's entries go into one Tree as they stream by.  What a layer hides
-of the layers below it (`.wh.NAME`, `.wh..wh..opq`) is settled when the layer
-ends, because a whiteout never hides what its own layer adds, and an opaque
-marker may come after the new entries of its directory.
+Each layer's entries go into one Tree as they stream by.  A marker
+(`.wh.NAME`, `.wh..wh..opq`) is applied where it stands in the stream, as
+Docker and umoci apply it, except that it never hides what its own layer put
+there before it (the spec: whiteouts apply to lower layers only).  So an
+opaque marker may follow the new entries of its directory, and a directory
+whited out and then written into again in the same layer comes back fresh.
+Markers find their directory exactly as writes do, through symlinks.
 """
 
 from __future__ import annotations
@@ -20,16 +23,14 @@ ESTARGZ_FILES = {b"stargz.index.json", b".prefetch.landmark", b".no.prefetch.lan
 
 
 class LayerApplier:
-    """Collects what one layer touches and hides; `finish()` applies the
-    hiding.  Use one per layer."""
+    """Applies one layer's entries and markers, remembering what the layer
+    itself put where; call `finish()` at its end.  Use one per layer."""
 
     def __init__(self, tree: Tree) -> None:
         self.tree = tree
         # (directory, name) pairs; Inodes hash by identity, and holding them
         # here keeps a replaced directory from being mistaken for a new one.
         self._touched: set[tuple[Inode, bytes]] = set()
-        self._whiteouts: list[tuple[Inode, bytes]] = []
-        self._opaque: list[Inode] = []
         self._last_trail: list[tuple[Inode, bytes]] | None = None
 
     def put(self, parts: list[bytes], node: Inode) -> Inode | None:
@@ -61,19 +62,25 @@ class LayerApplier:
 
     def _marker(self, parts: list[bytes]) -> None:
         name = parts[-1]
-        if name == OPAQUE:
-            target = self.tree.lookup(parts[:-1]) if parts[:-1] else self.tree.root
-            if target is not None and target.is_dir:
-                self._opaque.append(target)
-            return
-        if name.startswith(WHITEOUT + WHITEOUT):
+        if name != OPAQUE and name.startswith(WHITEOUT + WHITEOUT):
             return  # other aufs bookkeeping (.wh..wh.plnk, …): nothing to apply
         hidden = name[len(WHITEOUT):]
         if hidden in (b"", b".", b".."):
             raise SourceError(f"invalid whiteout {b'/'.join(parts).decode(errors='replace')!r}")
-        parent = self.tree.lookup(parts[:-1]) if parts[:-1] else self.tree.root
-        if parent is not None and parent.is_dir:
-            self._whiteouts.append((parent, hidden))
+        parent = self.tree.existing_parent(parts)
+        if parent is None:
+            return  # nothing below to hide
+        if name == OPAQUE:
+            self._prune(parent)
+            return
+        assert parent.children is not None
+        child = parent.children.get(hidden)
+        if child is None:
+            return
+        if (parent, hidden) not in self._touched:
+            self.tree.detach(parent, hidden)
+        elif child.is_dir:
+            self._prune(child)  # made in this layer: only its new contents stay
 
     def _prune(self, top: Inode) -> None:
         """Removes what lower layers put under `top`, keeping this layer's."""
@@ -88,17 +95,7 @@ class LayerApplier:
                     pending.append(child)
 
     def finish(self) -> None:
-        for parent, name in self._whiteouts:
-            assert parent.children is not None
-            child = parent.children.get(name)
-            if child is None:
-                continue
-            if (parent, name) not in self._touched:
-                self.tree.detach(parent, name)
-            elif child.is_dir:
-                self._prune(child)  # re-made in this layer: only its new contents stay
-        for d in self._opaque:
-            self._prune(d)
+        """Releases the data of what the layer hid or replaced."""
         self.tree.collect()
 
 

@@ -162,6 +162,8 @@ def read_entries(stream: BinaryIO | None, name: str, writer: Ext4Writer,
 
     def check(rc: int) -> None:
         if rc != 0:
+            if writer.failed:  # the image, not the layer: a full disk, say
+                raise writer.error()
             raise SourceError(f"{name}: {ffi.string(lib.oe_tar_error(tar)).decode()}")
 
     digest = BackgroundHash() if diff_id is not None else None

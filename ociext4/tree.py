@@ -23,6 +23,7 @@ S_IFSOCK = stat.S_IFSOCK
 MAX_SYMLINK_HOPS = 40
 NAME_MAX = 255          # bytes in one path component, on ext4 and in the VFS
 MAX_LINKS = 65000       # names of one non-directory inode (ext4's EXT4_LINK_MAX)
+SYMLINK_MAX = 4095      # bytes of a symlink target: one block, less the kernel's NUL
 
 
 @dataclass(slots=True, eq=False)
@@ -52,7 +53,9 @@ def new_dir(mode: int = 0o755, **attrs: int) -> Inode:
 
 
 def split_path(path: bytes) -> list[bytes]:
-    """Splits an archive path into components, refusing ones that climb out."""
+    """Splits an archive path into components.  `..` is resolved by name, as
+    Docker and umoci do (`a/../b` is `b`); only a path that climbs above the
+    root is refused."""
     parts = path.strip(b"/").split(b"/")
     # The common case: no empty, "." or ".." components, no NUL, short names.
     if (b"" not in parts and b"." not in parts and b".." not in parts and b"\0" not in path
@@ -63,7 +66,11 @@ def split_path(path: bytes) -> list[bytes]:
         if part in (b"", b"."):
             continue
         if part == b"..":
-            raise UnsafePathError(f"path {path.decode(errors='replace')!r} climbs out of the root")
+            if not parts:
+                raise UnsafePathError(
+                    f"path {path.decode(errors='replace')!r} climbs out of the root")
+            parts.pop()
+            continue
         if b"\0" in part:
             raise UnsafePathError(f"path {path.decode(errors='replace')!r} contains NUL")
         if len(part) > NAME_MAX:
@@ -158,6 +165,20 @@ class Tree:
                     f"parent of {b'/'.join(parts).decode(errors='replace')!r} does not exist")
             cached = self._parents[key] = (found[-1], steps)
         return cached
+
+    def existing_parent(self, parts: list[bytes]) -> Inode | None:
+        """The directory `parent_dir` would find for `parts` (symlinks
+        followed the same way), or None where it does not exist: nothing is
+        created.  Whiteouts use it, so they land where writes would."""
+        key = tuple(parts[:-1])
+        cached = self._parents.get(key)
+        if cached is None:
+            steps: list[tuple[Inode, bytes]] = []
+            found = self._resolve([self.root], parts[:-1], [0], None, steps)
+            if found is None:
+                return None
+            cached = self._parents[key] = (found[-1], steps)
+        return cached[0]
 
     def lookup(self, parts: list[bytes]) -> Inode | None:
         if not parts:

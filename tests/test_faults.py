@@ -98,7 +98,8 @@ def _wait_for_partial(out_dir: Path, proc: subprocess.Popen[str], least: int) ->
 
 
 @pytest.mark.parametrize(("sig", "code", "word"), [
-    (signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
+    (signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted"),
+    (signal.SIGHUP, 129, "hung up")])
 def test_a_signal_mid_unpack_leaves_no_output_and_the_next_run_succeeds(
         sig, code, word, layout_400m, tmp_path):
     out_dir = tmp_path / "out"
@@ -112,6 +113,19 @@ def test_a_signal_mid_unpack_leaves_no_output_and_the_next_run_succeeds(
     assert list(out_dir.iterdir()) == []
     ociext4("unpack", f"oci:{layout_400m}", out_dir / "image.img", "--no-fsync")
     e2fsck_clean(out_dir / "image.img")
+
+
+def test_the_next_run_sweeps_the_partial_image_a_killed_unpack_left(layout_400m, tmp_path):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    proc = _start("unpack", f"oci:{layout_400m}", out_dir / "image.img", "--no-fsync")
+    _wait_for_partial(out_dir, proc, 32 << 20)
+    proc.kill()   # no handler runs: the partial image stays behind
+    proc.communicate(timeout=60)
+    [left] = out_dir.iterdir()
+    assert left.name.startswith(".image.img.") and left.name.endswith(".partial")
+    ociext4("unpack", f"oci:{layout_400m}", out_dir / "image.img", "--no-fsync")
+    assert sorted(p.name for p in out_dir.iterdir()) == ["image.img", "image.img.json"]
 
 
 def test_two_unpacks_at_once_give_identical_images(layout_20m, reference_20m, tmp_path):

@@ -106,3 +106,44 @@ def test_missing_parents_are_created():
     tree, _ = flat([(b"a/b/c", f(1))])
     assert tree == {b"a": "dir", b"a/b": "dir", b"a/b/c": 1}
     assert split_path(b"a/b/c") == [b"a", b"b", b"c"]
+
+
+def test_whiteout_under_a_symlinked_parent_hides_the_file_behind_the_symlink():
+    tree, released = flat(
+        [(b"usr/lib/a", f(1)), (b"usr/lib/b", f(2)), (b"lib", Inode(S_IFLNK, target=b"usr/lib"))],
+        [(b"lib/.wh.a", f(0))])
+    assert b"usr/lib/a" not in tree and tree[b"usr/lib/b"] == 2 and released == [1]
+
+
+def test_opaque_marker_under_a_symlinked_directory_empties_its_target():
+    tree, released = flat(
+        [(b"e/old", f(1)), (b"d", Inode(S_IFLNK, target=b"e"))],
+        [(b"d/.wh..wh..opq", f(0)), (b"d/new", f(2))])
+    assert tree == {b"d": b"e", b"e": "dir", b"e/new": 2} and released == [1]
+
+
+def test_directory_whited_out_then_written_into_is_a_fresh_directory():
+    old = new_dir(0o700, uid=7, gid=8, mtime_ns=5)
+    old.xattrs = {"user.k": b"v"}
+    tree = apply_layers(Tree(), [[(b"d", old), (b"d/old", f(1))],
+                                 [(b".wh.d", f(0)), (b"d/new", f(2))]])
+    d = tree.lookup([b"d"])
+    assert d is not old and sorted(d.children) == [b"new"]
+    assert (d.mode, d.uid, d.gid, d.mtime_ns, d.xattrs) == (0o755, 0, 0, 0, {})
+
+
+def test_opaque_marker_before_new_entries_makes_their_parents_fresh():
+    tree = apply_layers(Tree(), [[(b"d/sub", new_dir(0o700, uid=3)), (b"d/sub/old", f(1))],
+                                 [(b"d/.wh..wh..opq", f(0)), (b"d/sub/new", f(2))]])
+    sub = tree.lookup([b"d", b"sub"])
+    assert sorted(sub.children) == [b"new"] and (sub.mode, sub.uid) == (0o755, 0)
+
+
+def test_whiteout_of_a_missing_directory_is_ignored():
+    tree, _ = flat([(b"a", f(1))], [(b"no/such/.wh.x", f(0)), (b"no/.wh..wh..opq", f(0))])
+    assert tree == {b"a": 1}
+
+
+def test_parent_components_inside_the_root_are_resolved_by_name():
+    tree, _ = flat([(b"a/../b/c", f(1))])
+    assert tree == {b"b": "dir", b"b/c": 1}

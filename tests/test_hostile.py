@@ -56,6 +56,8 @@ ERRORS: dict[str, tuple[list[str], str]] = {
     "path-whiteout-bare": ([], LAYER + r"invalid whiteout '\.wh\.'"),
     "path-root-as-file": ([], LAYER + r"the root can only be a directory"),
     "path-symlink-loop": ([], LAYER + r"too many levels of symlinks at 'a'"),
+    "path-symlink-target-4096-bytes": ([], LAYER + r"l: symlink target of 4096 bytes is longer "
+                                                   r"than ext4's 4095"),
     "gzip-corrupt": ([], LAYER + r"cannot decompress gzip \(.+\)"),
     "gzip-truncated": ([], LAYER + r"gzip stream is truncated or followed by data that is "
                                    r"not gzip"),

@@ -122,16 +122,16 @@ def _tar_bytes(*members: bytes) -> bytes:
     return b"".join(members) + bytes(1024)
 
 
-def _header(name: bytes, size: int = 0, type_: bytes = b"0", chksum: bool = True) -> bytes:
+def _header(name: bytes, size: int = 0, type_: bytes = b"0", chksum: bool = True,
+            magic: bytes = b"ustar\x0000", mtime: bytes = b"00000000000\0") -> bytes:
     h = bytearray(512)
     h[0:len(name)] = name
     h[100:108] = b"0000644\0"
     h[108:116] = h[116:124] = b"0000000\0"
     h[124:136] = b"%011o\0" % size
-    h[136:148] = b"00000000000\0"
+    h[136:148] = mtime
     h[156:157] = type_
-    h[257:263] = b"ustar\0"
-    h[263:265] = b"00"
+    h[257:257 + len(magic)] = magic
     h[148:156] = b" " * 8
     h[148:156] = b"%06o\0 " % (sum(h) if chksum else 1)
     return bytes(h)
@@ -145,7 +145,6 @@ def _header(name: bytes, size: int = 0, type_: bytes = b"0", chksum: bool = True
      "PAX header of 2097152 bytes is over the limit of 1048576"),
     (_tar_bytes(_header(b"././@LongLink", size=2 << 20, type_=b"L")),
      "GNU long name of 2097152 bytes is over the limit"),
-    (b"", "empty archive"),
 ])
 def test_broken_archives_fail_with_the_input_and_offset_named(tmp_path, archive, message):
     with Ext4Writer(tmp_path / "x.img") as w, pytest.raises(SourceError) as err:
@@ -188,3 +187,57 @@ def test_gnu_tar_sparse_files_mount_with_their_holes(tmp_path, flags):
     with Ext4Writer(img) as w, open(tar, "rb") as f:
         w.commit(read_tar(f, str(tar), w))
     assert_same_tree(src, img)
+
+
+@pytest.mark.parametrize("archive", [
+    b"", _tar_bytes(), bytes(512 * 20)], ids=["zero-bytes", "end-marker", "blocking-of-zeros"])
+@pytest.mark.parametrize("compression", [None, "gzip", "zstd"])
+def test_an_empty_layer_is_a_layer_without_entries(tmp_path, archive, compression):
+    import gzip
+
+    import zstandard
+    if compression == "gzip":
+        archive = gzip.compress(archive)
+    elif compression == "zstd":
+        archive = zstandard.ZstdCompressor().compress(archive)
+    with Ext4Writer(tmp_path / "x.img") as w:
+        assert list(read_entries(io.BytesIO(archive), "layer.tar", w)) == []
+
+
+@pytest.mark.parametrize(("type_", "magic", "kind"), [
+    (b"\0", b"ustar\x0000", "5"),   # the old "regular file" flag: the slash decides
+    (b"0", b"", "5"),                 # a V7 header (no magic): the slash decides
+    (b"0", b"ustar\x0000", "0"),     # ustar says "file" outright
+])
+def test_old_style_entry_named_with_a_trailing_slash_is_a_directory(tmp_path, type_, magic, kind):
+    data = b"abc".ljust(512, b"\0")
+    archive = _tar_bytes(_header(b"d/", type_=type_, magic=magic),
+                         _header(b"d/f", size=3, type_=type_, magic=magic) + data)
+    with Ext4Writer(tmp_path / "x.img") as w:
+        d, f = read_entries(io.BytesIO(archive), "layer.tar", w)
+    assert (d.name, d.type, d.data) == (b"d/", kind, None)
+    assert (f.name, f.type, f.size) == (b"d/f", "0", 3)
+
+
+@pytest.mark.parametrize(("field", "seconds"), [
+    (b"\xff\xff\xff\xff\x80" + bytes(7), -2**63),
+    (b"\xff" * 11 + b"\xfe", -2),
+    (b"\x80\0\0\0\x7f" + b"\xff" * 7, 2**63 - 1),
+])
+def test_base_256_mtimes_at_the_ends_of_the_range_are_read(tmp_path, field, seconds):
+    archive = _tar_bytes(_header(b"a", mtime=field))
+    with Ext4Writer(tmp_path / "x.img") as w:
+        (e,) = read_entries(io.BytesIO(archive), "layer.tar", w)
+    assert e.mtime_ns == seconds * 10**9
+
+
+@pytest.mark.parametrize("field", [
+    b"\xff\xff\xff\xff\x7f" + b"\xff" * 7,   # -2^63 - 1
+    b"\xff\xff\xff\xfe" + bytes(8),           # far below
+    b"\x80\0\0\0\x80" + bytes(7),              # 2^63
+    b"\x80\0\0\x01" + bytes(8),                # 2^64
+])
+def test_base_256_mtimes_outside_64_bits_are_refused(tmp_path, field):
+    archive = _tar_bytes(_header(b"a", mtime=field))
+    with Ext4Writer(tmp_path / "x.img") as w, pytest.raises(SourceError, match="bad mtime"):
+        list(read_entries(io.BytesIO(archive), "layer.tar", w))

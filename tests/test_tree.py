@@ -18,10 +18,17 @@ def test_split_path_drops_dots_slashes_and_leading_root():
     assert split_path(b"/./a//b/./c/") == [b"a", b"b", b"c"]
 
 
-@pytest.mark.parametrize("path", [b"../x", b"a/../../x", b"a/.."])
-def test_split_path_refuses_parent_components(path):
-    with pytest.raises(UnsafePathError):
+@pytest.mark.parametrize("path", [b"../x", b"a/../../x", b"a/b/../../../x", b"/.."])
+def test_split_path_refuses_paths_that_climb_above_the_root(path):
+    with pytest.raises(UnsafePathError, match="climbs out of the root"):
         split_path(path)
+
+
+@pytest.mark.parametrize(("path", "parts"), [
+    (b"a/../b/c", [b"b", b"c"]), (b"a/b/../../c", [b"c"]), (b"a/..", []),
+    (b"./a/./b/../c/", [b"a", b"c"])])
+def test_split_path_resolves_parent_components_that_stay_inside(path, parts):
+    assert split_path(path) == parts
 
 
 def test_put_creates_missing_parents():

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 import subprocess
 
 import pytest
+from ociext4.ext4._writer import ffi, lib
 
 from ociext4.errors import ImageError
 from ociext4.ext4 import Ext4Writer
@@ -34,3 +38,68 @@ def test_lost_found_made_by_the_caller_is_kept_as_the_first_inode(tmp_path):
     rows = [line.split() for line in listing.splitlines() if line.strip()]
     inodes = {row[-1]: int(row[0]) for row in rows}
     assert inodes["lost+found"] == 11 and inodes["z"] == 12   # as mke2fs numbers them
+
+
+@pytest.fixture
+def full_device(tmp_path, needs_root):
+    """A private node of the "always full" device (1,7, as /dev/full): every
+    write to it fails with ENOSPC.  Made here, never the host's /dev/full."""
+    node = tmp_path / "full"
+    os.mknod(node, 0o600 | stat.S_IFCHR, os.makedev(1, 7))
+    fd = os.open(node, os.O_RDWR)
+    yield fd
+    os.close(fd)
+
+
+def _c_writer(fd: int) -> object:
+    err = ffi.new("char[]", 256)
+    w = lib.oe_open(fd, ffi.new("oe_open_params *", {"max_blocks": 1 << 16}), err, 256)
+    assert w != ffi.NULL
+    return ffi.gc(w, lib.oe_close)
+
+
+def test_a_failed_write_sticks_and_later_calls_report_it_with_its_errno(full_device):
+    w = _c_writer(full_device)
+    handle = ffi.new("int64_t *")
+    assert lib.oe_file_begin(w, handle) == 0
+    data = bytes(4 << 20)  # long enough to go straight to the file, not the buffer
+    assert lib.oe_file_write(w, 0, data, len(data)) == -1
+    first = ffi.string(lib.oe_error(w)).decode()
+    assert first == "writing the image: No space left on device"
+    assert lib.oe_errno(w) == errno.ENOSPC and lib.oe_failed(w) == 1
+    # The file is still "open": without the sticky error, the next call
+    # would report that instead of the full disk.
+    for call in (lambda: lib.oe_file_begin(w, handle), lambda: lib.oe_file_end(w),
+                 lambda: lib.oe_file_write(w, 0, b"x", 1), lambda: lib.oe_file_discard(w, 0)):
+        assert call() == -1
+        assert ffi.string(lib.oe_error(w)).decode() == first
+        assert lib.oe_errno(w) == errno.ENOSPC
+
+
+def test_an_error_that_is_no_system_call_carries_no_errno(tmp_path):
+    with open(tmp_path / "x", "w+b") as f:
+        w = _c_writer(f.fileno())
+        assert lib.oe_file_end(w) == -1
+        assert ffi.string(lib.oe_error(w)).decode() == "no file is open"
+        assert lib.oe_errno(w) == 0
+
+
+def test_a_full_disk_reaches_python_as_an_image_error_with_errno(tmp_path, needs_root):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], check=True)
+    try:
+        with Ext4Writer(mnt / "out.img") as writer:
+            with pytest.raises(ImageError) as err:
+                writer.add_bytes(bytes(8 << 20))
+            assert err.value.errno == errno.ENOSPC and writer.failed
+            assert str(err.value) == (f"{mnt / 'out.img'}: writing the image: "
+                                      "No space left on device")
+            with pytest.raises(ImageError) as again:
+                writer.add_bytes(b"more")
+            assert str(again.value) == str(err.value) and again.value.errno == errno.ENOSPC
+            with pytest.raises(ImageError, match="No space left on device"):
+                writer.commit(new_dir())
+        assert list(mnt.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)

@@ -1,7 +1,8 @@
 """Drives the C writer: streams file data in, then commits a finished tree.
 
 The image is written under a temporary name beside the output and renamed
-into place only when complete, so a failure never leaves a half image.
+into place only when complete, so a failure never leaves a half image; a
+block device is written in place (ociext4.output).
 """
 
 from __future__ import annotations
@@ -9,14 +10,13 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-import tempfile
 import uuid as uuidlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Self
 
-from .. import tempfiles
 from ..errors import ImageError, SourceError
+from ..output import Output
 from ..tree import S_IFDIR, S_IFLNK, S_IFREG, Inode, new_dir
 from . import plan as planning
 from . import xattrs as xattr_codec
@@ -62,21 +62,44 @@ class Ext4Writer:
         self.options = options or Ext4Options()
         if self.options.size is not None and self.options.size < 1 << 20:
             raise ImageError(f"{self.path}: size {self.options.size} is below 1 MiB")
-        # A given size is also the limit, so a source that cannot fit fails
-        # early instead of after streaming all of its data.
-        max_bytes = self.options.size or self.options.max_size
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial",
-                                   dir=self.path.parent if str(self.path.parent) else ".")
-        self._fd: int | None = fd
-        self._tmp = Path(tmp)
-        tempfiles.track(self._tmp)
+        self._out = Output(self.path)
+        self._fd: int | None = self._out.fd
+        try:
+            self._size = self._image_size()
+            # A given size is also the limit, so a source that cannot fit
+            # fails early instead of after streaming all of its data.
+            max_bytes = self._size or self.options.max_size
+            self._out.zero(max_bytes)
+        except BaseException:
+            self.abort()
+            raise
         err = ffi.new("char[]", 256)
         params = ffi.new("oe_open_params *", {"max_blocks": max_bytes // planning.BLOCK_SIZE})
-        w = lib.oe_open(fd, params, err, 256)
+        w = lib.oe_open(self._out.fd, params, err, 256)
         if w == ffi.NULL:
             self.abort()
             raise ImageError(f"{self.path}: {ffi.string(err).decode()}")
         self._w = ffi.gc(w, lib.oe_close)
+
+    def _image_size(self) -> int | None:
+        """The size asked for; on a device, the device's unless one is asked
+        for that fits."""
+        size, device = self.options.size, self._out.device_size
+        if device is None:
+            return size
+        if size is not None and size > device:
+            raise ImageError(f"{self.path}: size {size} is larger than the device "
+                             f"({device} bytes)")
+        size = (size or device) // planning.BLOCK_SIZE * planning.BLOCK_SIZE
+        if size < 1 << 20:
+            raise ImageError(f"{self.path}: the device holds {device} bytes, below 1 MiB")
+        return size
+
+    @property
+    def is_device(self) -> bool:
+        """Whether the output is a block device, written in place (so there
+        is no file beside it to keep metadata in)."""
+        return self._out.is_device
 
     @property
     def file_id(self) -> tuple[int, int]:
@@ -98,9 +121,21 @@ class Ext4Writer:
         if self._fd is not None:
             self.abort()
 
+    @property
+    def failed(self) -> bool:
+        """Whether a data call has failed; every later one then fails the
+        same way (the C writer's errors are sticky)."""
+        return bool(lib.oe_failed(self._w))
+
+    def error(self) -> ImageError:
+        """The C writer's last error, with its errno when a system call failed."""
+        errno = lib.oe_errno(self._w)
+        return ImageError(f"{self.path}: {ffi.string(lib.oe_error(self._w)).decode()}",
+                          errno or None)
+
     def _check(self, rc: int) -> None:
         if rc != 0:
-            raise ImageError(f"{self.path}: {ffi.string(lib.oe_error(self._w)).decode()}")
+            raise self.error()
 
     def _begin(self) -> int:
         handle = ffi.new("int64_t *")
@@ -147,6 +182,8 @@ class Ext4Writer:
 
     def check_xattrs(self, xattrs: dict[str, bytes]) -> None:
         """Raises SourceError if the xattrs cannot be stored on one inode."""
+        if self.failed:
+            raise self.error()
         packed = xattr_codec.pack(xattrs)
         if lib.oe_xattrs_check(self._w, ffi.from_buffer(packed), len(packed)) != 0:
             raise SourceError(ffi.string(lib.oe_error(self._w)).decode())
@@ -158,16 +195,15 @@ class Ext4Writer:
             node.data = None
 
     def abort(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-        self._tmp.unlink(missing_ok=True)
-        tempfiles.untrack(self._tmp)
+        self._fd = None
+        self._out.abort()
 
     def commit(self, root: Inode) -> ImageInfo:
         """Lays out and writes everything else, then renames into place."""
         if self._fd is None:
             raise ImageError(f"{self.path}: writer already closed")
+        if self.failed:
+            raise self.error()
         try:
             info = self._commit(root)
         except BaseException:
@@ -185,7 +221,7 @@ class Ext4Writer:
         seed = opts.hash_seed or uuidlib.UUID(bytes=digest.digest()[16:], version=5)
         used = lib.oe_data_blocks(self._w) + n_dirs + len(records) // 16 + 1
         sizing = planning.plan(used_blocks=used, entries=len(records),
-                               size=opts.size, free=opts.free, journal=opts.journal)
+                               size=self._size, free=opts.free, journal=opts.journal)
         label = opts.label.encode()
         if len(label) > 16:
             raise ImageError(f"{self.path}: label {opts.label!r} is longer than 16 bytes")
@@ -206,14 +242,8 @@ class Ext4Writer:
             ffi.from_buffer("oe_inode[]", inodes), len(records),
             ffi.from_buffer("oe_dirent[]", dirents), len(dirents) // _DIRENT.size,
             ffi.from_buffer(blob), len(blob), result))
-        assert self._fd is not None
-        if opts.fsync:
-            os.fsync(self._fd)
-        os.close(self._fd)
         self._fd = None
-        os.chmod(self._tmp, 0o644)
-        os.replace(self._tmp, self.path)
-        tempfiles.untrack(self._tmp)
+        self._out.finish(opts.fsync)
         return ImageInfo(self.path, result.blocks * planning.BLOCK_SIZE, result.blocks,
                          result.free_blocks, result.inodes, result.free_inodes, result.groups,
                          fs_uuid)

@@ -15,6 +15,7 @@ from ..tree import (
     S_IFIFO,
     S_IFLNK,
     S_IFREG,
+    SYMLINK_MAX,
     Inode,
     Tree,
     new_dir,
@@ -61,6 +62,9 @@ def entry_node(e: TarEntry, writer: Ext4Writer) -> Inode:
     if kind == S_IFLNK:
         if not e.link:
             raise SourceError(f"{e.name.decode(errors='replace')}: symlink with an empty target")
+        if len(e.link) > SYMLINK_MAX:
+            raise SourceError(f"{e.name.decode(errors='replace')}: symlink target of "
+                              f"{len(e.link)} bytes is longer than ext4's {SYMLINK_MAX}")
         node.target = e.link
     elif kind in (S_IFCHR, S_IFBLK):
         node.rdev = e.rdev
