@@ -7,7 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from ociext4.ocilayout import Platform
-from ociext4.store import Store, default_root
+from ociext4.store import PullPolicy, Store, default_root
 
 if TYPE_CHECKING:
     from ociext4.registry import Options
@@ -36,6 +36,11 @@ def add_registry_options(p: argparse.ArgumentParser, timeout_flag: str = "--time
                    metavar="SECONDS",
                    help="give up on a registry that sends nothing for this long, after a "
                         "second try (default: 60)")
+    p.add_argument("--pull", type=PullPolicy, choices=list(PullPolicy), default=PullPolicy.MISSING,
+                   metavar="{always,missing,never}",
+                   help="when to ask the registry about a tag: always (use the cached image "
+                        "only if the registry cannot be reached), missing (only when the tag "
+                        "is not cached), never (no network at all); default: %(default)s")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary")
 
 
@@ -45,7 +50,11 @@ def options_from(args: argparse.Namespace) -> Options:
     from ociext4.registry import Options
 
     return Options(insecure=frozenset(args.insecure), ca_cert=args.ca_cert,
-                   timeout=args.registry_timeout)
+                   timeout=args.registry_timeout, pull=args.pull, warn=_warn)
+
+
+def _warn(text: str) -> None:
+    print(f"ociext4: warning: {text}", file=sys.stderr)
 
 
 def store_from(args: argparse.Namespace) -> Store:

