@@ -115,6 +115,7 @@ class Ingest:
             lock.release()
             raise write_error(self.path, what, e) from None
         self._open = True
+        self.offset = self.resumed = 0
         self.offset = self.resumed = self._take_prefix()
 
     def _take_prefix(self) -> int:
@@ -184,14 +185,14 @@ class Ingest:
         return final
 
     def discard(self, keep: bool = False) -> None:
-        """Gives the download up; `keep` leaves the bytes for a later resume.
+        """Gives the download up; `keep` leaves the bytes (if any) for a later resume.
         The file goes even when closing it fails (a full disk fails the flush)."""
         if not self._open:
             return
         self._open = False
         with contextlib.suppress(OSError):
             self._f.close()
-        if not keep:
+        if not (keep and self.offset):
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
         self._lock.release()

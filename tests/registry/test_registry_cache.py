@@ -6,6 +6,7 @@ download, every part of the cache accounted for and pruned."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import threading
@@ -257,3 +258,94 @@ def test_two_pulls_started_together_download_each_blob_once(own_proxy, image_lay
     assert [s.headers.get("Range") is not None for s in gets] == [False, True]
     assert gets[1].headers["Range"] != "bytes=0-"
     assert list((cache / "ingest").iterdir()) == []
+
+
+# ------------------------------------------------- accounting, full disks
+
+
+def test_cache_ls_accounts_for_every_byte_as_du_does_and_prune_all_empties_it(
+        own_proxy, image_layout, cache):
+    ref = f"{own_proxy.host}/test/img"
+    ociext4("pull", ref)
+    run_images = cache / "run" / "images"
+    run_images.mkdir(parents=True)
+    (run_images / "0123.img").write_bytes(b"i" * 50_000)
+    (cache / "run" / "kernels").mkdir()
+    (cache / "run" / "kernels" / "vmlinux-x").write_bytes(b"k" * 20_000)
+    layer = blobs_of(image_layout)["layer"]
+    (cache / "ingest" / f"{'ab' * 32}.partial").write_bytes(b"p" * 30_000)
+    flip(cache / "blobs" / "sha256" / layer[7:], 100)
+    assert ociext4("cache", "verify", check=False).returncode == 1  # one blob quarantined
+    info = json.loads(ociext4("cache", "ls", "--json").stdout)
+    disk = info["disk"]
+    du = int(subprocess.run(["du", "-sB1", cache], capture_output=True, text=True,
+                            check=True).stdout.split()[0])
+    assert disk["total"] == du
+    assert disk["images"] + disk["unused"] + disk["partial"] + disk["quarantine"] + \
+        sum(disk["run"].values()) + disk["other"] == du
+    assert disk["partial"] >= 30_000 and disk["quarantine"] > 0
+    assert disk["run"]["images"] >= 50_000 and disk["run"]["kernels"] >= 20_000
+    assert [p["bytes"] for p in info["partial_downloads"]] == [30_000]
+    assert "run/images" in ociext4("cache", "ls").stdout
+    ociext4("cache", "prune", "--run")
+    assert not (run_images / "0123.img").exists() and (cache / "blobs" / "sha256").is_dir()
+    ociext4("cache", "prune", "--all")
+    assert list((cache / "blobs" / "sha256").iterdir()) == []
+    assert list((cache / "ingest").iterdir()) == []
+    assert not (cache / "quarantine").exists() or list((cache / "quarantine").iterdir()) == []
+    assert json.loads((cache / "index.json").read_text()) == {"schemaVersion": 2,
+                                                             "manifests": []}
+    assert subprocess.run(["umoci", "ls", "--layout", str(cache)], capture_output=True,
+                          text=True, check=True).stdout == ""
+
+
+PAGE = 4096
+
+
+def pages(n: int) -> int:
+    return -(-n // PAGE)
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    mnt = tmp_path / "tmpfs"
+    mnt.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {proc.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def leave_free(mnt: Path, nbytes: int) -> None:
+    """Fills the file system but for `nbytes`."""
+    st = os.statvfs(mnt)
+    free = st.f_bavail * st.f_frsize
+    with open(mnt / "filler", "wb") as f:
+        f.write(b"\0" * (free - nbytes))
+    st = os.statvfs(mnt)
+    assert st.f_bavail * st.f_frsize == nbytes
+
+
+@pytest.mark.parametrize("stage", ["layout", "manifest", "config", "layer", "index.json"])
+def test_a_full_disk_at_each_stage_fails_in_one_line_leaving_no_temporary_file(
+        own_proxy, image_layout, small_tmpfs, stage):
+    ref = f"{own_proxy.host}/test/img"
+    blobs = [p.stat().st_size for p in (image_layout / "blobs" / "sha256").iterdir()]
+    layout_files = 2  # oci-layout, index.json
+    free = {"layout": 0, "manifest": layout_files, "config": layout_files + 1,
+            "layer": layout_files + 2, "index.json": layout_files + sum(map(pages, blobs))}
+    leave_free(small_tmpfs, free[stage] * PAGE)
+    cache = small_tmpfs / "cache"
+    err = one_line_error(ociext4("pull", ref, "--cache", cache, check=False))
+    assert f"{cache}/" in err and "the disk is full" in err
+    what = {"layout": "oci-layout", "manifest": blobs_of(image_layout)["manifest"][7:],
+            "config": "config", "layer": "layer sha256:", "index.json": "index.json"}[stage]
+    assert what in err
+    left = [p for p in cache.rglob("*") if p.is_file()]
+    assert not [p for p in left if p.name.startswith(".") and not p.name.endswith(".lock")]
+    assert not [p for p in left if p.suffix == ".lock" and p.parent.name == "ingest"]
+    assert all(p.stat().st_size for p in left if p.suffix == ".partial")
