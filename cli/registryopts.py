@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ociext4.ocilayout import Platform
 from ociext4.store import PullPolicy, Store, default_root
@@ -36,6 +36,11 @@ def add_registry_options(p: argparse.ArgumentParser, timeout_flag: str = "--time
                    metavar="SECONDS",
                    help="give up on a registry that sends nothing for this long, after a "
                         "second try (default: 60)")
+    p.add_argument("--creds", metavar="USER[:PASSWORD]",
+                   help="credentials for the registry (asked for on a terminal if the "
+                        "password is left out)")
+    p.add_argument("--authfile", metavar="FILE",
+                   help="read credentials from this docker/podman auth file only")
     p.add_argument("--pull", type=PullPolicy, choices=list(PullPolicy), default=PullPolicy.MISSING,
                    metavar="{always,missing,never}",
                    help="when to ask the registry about a tag: always (use the cached image "
@@ -47,10 +52,20 @@ def add_registry_options(p: argparse.ArgumentParser, timeout_flag: str = "--time
 def options_from(args: argparse.Namespace) -> Options:
     # The registry client (httpx) takes a third of the CLI's start-up: only
     # commands that talk to a registry load it.
-    from ociext4.registry import Options
+    from ociext4.registry import Options, credentials
 
+    extra: dict[str, Any] = {}
+    if args.creds:
+        user_pass = args.creds
+        if ":" not in user_pass and sys.stdin.isatty():
+            import getpass
+
+            user_pass += ":" + getpass.getpass(f"password for {user_pass}: ")
+        extra["credentials"] = credentials.fixed(user_pass)
+    elif args.authfile:
+        extra["credentials"] = credentials.from_file(args.authfile)
     return Options(insecure=frozenset(args.insecure), ca_cert=args.ca_cert,
-                   timeout=args.registry_timeout, pull=args.pull, warn=_warn)
+                   timeout=args.registry_timeout, pull=args.pull, warn=_warn, **extra)
 
 
 def _warn(text: str) -> None:

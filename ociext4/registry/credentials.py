@@ -10,6 +10,7 @@ import binascii
 import json
 import os
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,10 +115,11 @@ def _helper_server(registry: str) -> str:
 
 
 def lookup(registry: str, repository: str, env: dict[str, str] | None = None,
-           ) -> Credentials | None:
-    """The first credentials any auth file gives for registry/repository."""
+           files: list[Path] | None = None) -> Credentials | None:
+    """The first credentials any auth file gives for registry/repository
+    (`files`, else the usual places)."""
     env = dict(os.environ) if env is None else env
-    for path in auth_files(env):
+    for path in auth_files(env) if files is None else files:
         try:
             doc = json.loads(path.read_text())
         except FileNotFoundError:
@@ -141,3 +143,19 @@ def lookup(registry: str, repository: str, env: dict[str, str] | None = None,
             if creds := run_helper(str(store), _helper_server(registry), env):
                 return creds
     return None
+
+
+def fixed(user_pass: str) -> Callable[[str, str], Credentials]:
+    """`USER:PASS` (as skopeo's --creds) for every registry of one command."""
+    user, _, password = user_pass.partition(":")
+    if not user:
+        raise AuthError("--creds: give USER[:PASSWORD]")
+    creds = Credentials(user, password)
+    return lambda registry, repository: creds
+
+
+def from_file(path: str) -> Callable[[str, str], Credentials | None]:
+    """Credentials from this auth file only (as skopeo's --authfile)."""
+    if not Path(path).is_file():
+        raise AuthError(f"{path}: no such auth file")
+    return lambda registry, repository: lookup(registry, repository, files=[Path(path)])

@@ -349,3 +349,24 @@ def test_a_full_disk_at_each_stage_fails_in_one_line_leaving_no_temporary_file(
     assert not [p for p in left if p.name.startswith(".") and not p.name.endswith(".lock")]
     assert not [p for p in left if p.suffix == ".lock" and p.parent.name == "ingest"]
     assert all(p.stat().st_size for p in left if p.suffix == ".partial")
+
+
+def test_a_hundred_layers_get_a_total_and_a_few_bars_not_a_hundred():
+    from ociext4_cli.pullprogress import MAX_BARS, DownloadBars
+
+    from ociext4.ocilayout import Image, Layer
+
+    layers = [Layer(f"sha256:{i:064x}", 1000, "application/vnd.oci.image.layer.v1.tar", "")
+              for i in range(100)]
+    most = 0
+    with DownloadBars(True) as bars:
+        bars.begin(Image("sha256:" + "0" * 64, {}, layers), set())
+        # Three downloads at a time, each in two halves, interleaved.
+        for start in range(0, 100, 3):
+            group = layers[start:start + 3]
+            for _half in range(2):
+                for lay in group:
+                    bars.advance(lay.digest, 500)
+                    most = max(most, bars.open_bars)
+        assert bars.open_bars == 1  # every layer done: only the total is left
+    assert most == 1 + 3 <= 1 + MAX_BARS

@@ -217,3 +217,14 @@ def test_progress_bars_when_asked_and_none_with_quiet(open_registry, tmp_path):
     assert "total (3 layers)" in unpacked.stderr
     quiet = ociext4("pull", ref, "--progress", "--quiet", "--cache", tmp_path / "c3")
     assert quiet.stderr == ""
+
+
+def test_creds_and_authfile_on_the_command_line(basic_registry: Registry, tmp_path):
+    ref = f"{basic_registry.host}/test/img"
+    wrong = ociext4("pull", ref, "--creds", f"{BASIC_CREDS[0]}:nope", check=False)
+    assert wrong.returncode == 1 and "denied" in wrong.stderr
+    ociext4("pull", ref, "--creds", ":".join(BASIC_CREDS), "--cache", tmp_path / "c1")
+    auth = write_auth(tmp_path / "elsewhere.json", basic_registry.host, *BASIC_CREDS)
+    ociext4("pull", ref, "--authfile", auth, "--cache", tmp_path / "c2")
+    missing = ociext4("pull", ref, "--authfile", tmp_path / "none.json", check=False)
+    assert missing.returncode == 1 and "no such auth file" in missing.stderr
