@@ -3,6 +3,7 @@ CLI, against docker-registry on 127.0.0.1 (open, Basic and token auth)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -228,3 +229,18 @@ def test_creds_and_authfile_on_the_command_line(basic_registry: Registry, tmp_pa
     ociext4("pull", ref, "--authfile", auth, "--cache", tmp_path / "c2")
     missing = ociext4("pull", ref, "--authfile", tmp_path / "none.json", check=False)
     assert missing.returncode == 1 and "no such auth file" in missing.stderr
+
+
+def test_pull_prints_the_index_digest_and_writes_the_digestfile(open_registry, image_layout,
+                                                                tmp_path):
+    ref = f"{open_registry.host}/test/multi"
+    index = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false",
+                            f"docker://{ref}"], capture_output=True, check=True).stdout
+    proc = ociext4("pull", ref, "--platform", "linux/amd64", "--digestfile", tmp_path / "d")
+    want = manifest_desc(image_layout)["digest"]
+    assert f"{ref}:latest: index sha256:{hashlib.sha256(index).hexdigest()}" in proc.stderr
+    assert f"{ref}:latest: {want} (linux/amd64" in proc.stderr
+    assert (tmp_path / "d").read_text() == want
+    # The same from the cache, without the registry.
+    again = ociext4("pull", ref, "--platform", "linux/amd64", "--pull", "never")
+    assert again.stderr == proc.stderr
