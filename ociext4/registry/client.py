@@ -107,7 +107,8 @@ class RegistryClient:
                                   self.http)
         self._base: str | None = None
         self._base_lock = threading.Lock()
-        self.scope = f"repository:{repository}:pull"
+        # No repository: a login check, which asks for a token of no scope.
+        self.scope = f"repository:{repository}:pull" if repository else ""
 
     def close(self) -> None:
         self.http.close()
@@ -229,3 +230,18 @@ def error_for(resp: httpx.Response, what: str) -> RegistryError:
         return AuthError(f"{what}: access denied ({status})"
                          + (f": {detail}" if detail else ""), **data)
     return RegistryError(f"{what}: HTTP {status}" + (f" ({detail})" if detail else ""), **data)
+
+
+def check_login(host: str, opts: Options) -> None:
+    """Raises AuthError unless the registry accepts the options' credentials
+    (a GET of /v2/, answering its challenge, as `docker login` checks)."""
+    client = RegistryClient(host, "", opts)
+    try:
+        resp = client.open("GET", f"{client.base()}/v2/", what=host)
+        try:
+            if resp.status_code != 200:
+                raise error_for(resp, host)
+        finally:
+            resp.close()
+    finally:
+        client.close()

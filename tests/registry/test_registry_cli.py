@@ -3,6 +3,7 @@ CLI, against docker-registry on 127.0.0.1 (open, Basic and token auth)."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import subprocess
@@ -244,3 +245,25 @@ def test_pull_prints_the_index_digest_and_writes_the_digestfile(open_registry, i
     # The same from the cache, without the registry.
     again = ociext4("pull", ref, "--platform", "linux/amd64", "--pull", "never")
     assert again.stderr == proc.stderr
+
+
+def test_login_checks_and_stores_credentials_and_logout_forgets_them(
+        basic_registry: Registry, isolated_credentials):
+    host, ref = basic_registry.host, f"{basic_registry.host}/test/img"
+    config = isolated_credentials / ".docker" / "config.json"
+    bad = ociext4("login", host, "-u", BASIC_CREDS[0], "--password-stdin", stdin=b"nope\n",
+                  check=False)
+    assert bad.returncode == 1 and "denied" in bad.stderr and bad.stderr.count("\n") == 1
+    assert not config.exists()
+    ociext4("login", host, "-u", BASIC_CREDS[0], "--password-stdin",
+            stdin=f"{BASIC_CREDS[1]}\n".encode())
+    assert oct(config.stat().st_mode & 0o777) == "0o600"
+    assert json.loads(config.read_text())["auths"][host]["auth"] == \
+        base64.b64encode(":".join(BASIC_CREDS).encode()).decode()
+    ociext4("pull", ref)
+    ociext4("logout", host)
+    assert json.loads(config.read_text())["auths"] == {}
+    denied = ociext4("pull", ref, "--pull", "always", check=False)
+    assert denied.returncode == 1 and "asks for a username and password" in denied.stderr
+    again = ociext4("logout", host, check=False)
+    assert again.returncode == 1 and f"no credentials stored for {host}" in again.stderr
