@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ociext4.ocilayout import Platform
@@ -41,6 +43,12 @@ def add_registry_options(p: argparse.ArgumentParser, timeout_flag: str = "--time
                         "password is left out)")
     p.add_argument("--authfile", metavar="FILE",
                    help="read credentials from this docker/podman auth file only")
+    p.add_argument("--registry-mirror", action="append", default=[],
+                   metavar="[REGISTRY=]HOST",
+                   help="try this mirror before the registry (docker.io unless REGISTRY= "
+                        "says which); repeatable. Also read from $OCIEXT4_CONFIG, else "
+                        "config.json in the cache root: {\"registry-mirrors\": [...]} as in "
+                        "docker's daemon.json, {\"mirrors\": {REGISTRY: [HOST, ...]}}")
     p.add_argument("--pull", type=PullPolicy, choices=list(PullPolicy), default=PullPolicy.MISSING,
                    metavar="{always,missing,never}",
                    help="when to ask the registry about a tag: always (use the cached image "
@@ -64,8 +72,18 @@ def options_from(args: argparse.Namespace) -> Options:
         extra["credentials"] = credentials.fixed(user_pass)
     elif args.authfile:
         extra["credentials"] = credentials.from_file(args.authfile)
-    return Options(insecure=frozenset(args.insecure), ca_cert=args.ca_cert,
-                   timeout=args.registry_timeout, pull=args.pull, warn=_warn, **extra)
+    from ociext4.registry.client import mirror_table, read_mirrors
+
+    config = os.environ.get("OCIEXT4_CONFIG") or default_root(args.cache) / "config.json"
+    mirrors, plain = read_mirrors(Path(config))
+    given, plain_given = mirror_table([
+        (m.split("=", 1)[0], m.split("=", 1)[1]) if "=" in m else ("docker.io", m)
+        for m in args.registry_mirror])
+    for registry, hosts in given.items():  # the command line's first
+        mirrors[registry] = (*hosts, *mirrors.get(registry, ()))
+    return Options(insecure=frozenset(args.insecure) | plain | plain_given,
+                   ca_cert=args.ca_cert, timeout=args.registry_timeout, pull=args.pull,
+                   warn=_warn, mirrors=mirrors, **extra)
 
 
 def _warn(text: str) -> None:

@@ -69,8 +69,11 @@ class Pull:
         self.progress = progress
         self.warnings: list[str] = []
         self._jobs = jobs
-        self._client: RegistryClient | None = None
+        self._clients: dict[str, RegistryClient] = {}
         self._client_lock = threading.Lock()
+        # Mirrors first, then the registry itself: see _from_registry.
+        self._hosts = [*self.opts.mirrors.get(ref.registry, ()), ref.host]
+        self._host = self._hosts[0]
         self._cancel = threading.Event()
         self._pool: ThreadPoolExecutor | None = None
         self._futures: dict[str, Future[Path]] = {}
@@ -82,10 +85,13 @@ class Pull:
             raise RegistryError(f"{self.ref}: not all of it is in the cache "
                                 f"({self.store.root}), and the pull policy `never` forbids "
                                 "asking the registry")
+        return self._client_for(self._host)
+
+    def _client_for(self, host: str) -> RegistryClient:
         with self._client_lock:
-            if self._client is None:
-                self._client = RegistryClient(self.ref.host, self.ref.repository, self.opts)
-            return self._client
+            if host not in self._clients:
+                self._clients[host] = RegistryClient(host, self.ref.repository, self.opts)
+            return self._clients[host]
 
     @property
     def image(self) -> Image:
@@ -117,7 +123,7 @@ class Pull:
     def _resolve(self) -> Resolved:
         ref = self.ref
         if ref.digest is not None:
-            return resolve(ManifestSource(self.client, self.store, ref), self.plat)
+            return self._from_registry()
         cached = self.store.lookup(ref.name, self.plat)
         if cached is not None and self.policy is not PullPolicy.ALWAYS:
             return self._from_cache(cached)
@@ -126,12 +132,25 @@ class Pull:
                                 f"{self.plat or Platform.host()}, and the pull policy `never` "
                                 "forbids asking the registry")
         try:
-            return resolve(ManifestSource(self.client, self.store, ref), self.plat)
+            return self._from_registry()
         except RegistryError as e:
             if cached is None or not (isinstance(e, RegistryUnreachable) or e.temporary):
                 raise
             self._warn(f"{e}; using the cached {ref.name} ({cached.digest})")
             return self._from_cache(cached)
+
+    def _from_registry(self) -> Resolved:
+        """Resolves through each mirror in turn, then the registry itself;
+        the first that answers serves the layers too."""
+        for host in self._hosts:
+            self._host = host
+            try:
+                return resolve(ManifestSource(self.client, self.store, self.ref), self.plat)
+            except RegistryError as e:
+                if host == self.ref.host or self.policy is PullPolicy.NEVER:
+                    raise
+                self._warn(f"mirror {host} failed ({e}); trying the next")
+        raise AssertionError("the registry itself is always the last host")
 
     def _from_cache(self, entry: Entry) -> Resolved:
         """The tagged image as the cache holds it: by its manifest digest, so
@@ -197,11 +216,19 @@ class Pull:
             if progress is not None:
                 progress.advance(layer.digest, n)
 
+        assert self.resolved is not None
+        urls = self.resolved.layer_urls.get(layer.digest, [])
         try:
-            assert self.resolved is not None
-            return fetch_blob(self.client(), self.store, layer.digest, layer.size or None,
-                              self.resolved.layer_urls.get(layer.digest, []), what, on_bytes,
-                              self._cancel)
+            try:
+                return fetch_blob(self.client(), self.store, layer.digest, layer.size or None,
+                                  urls, what, on_bytes, self._cancel)
+            except RegistryError as e:
+                if self._host == self.ref.host or isinstance(e, Cancelled):
+                    raise
+                # A mirror that served the manifest may still lack a blob.
+                self._warn(f"mirror {self._host} failed ({e}); trying {self.ref.host}")
+                return fetch_blob(self._client_for(self.ref.host), self.store, layer.digest,
+                                  layer.size or None, urls, what, on_bytes, self._cancel)
         except RegistryError as e:
             self._cancel.set()  # the pull has failed: stop the other downloads
             raise self._damage_report(e, layer.digest) from None
@@ -248,8 +275,9 @@ class Pull:
             # not hold the exit up until its timeout: leave it (what it has
             # fetched stays in ingest/ for the next pull to resume).
             self._pool.shutdown(wait=typ is None, cancel_futures=True)
-        if self._client is not None and typ is None:
-            self._client.close()
+        if typ is None:
+            for client in self._clients.values():
+                client.close()
         if self._lock_cm is not None:
             self._lock_cm.__exit__(typ, exc, tb)
 

@@ -372,3 +372,42 @@ def test_a_hundred_layers_get_a_total_and_a_few_bars_not_a_hundred():
                     most = max(most, bars.open_bars)
         assert bars.open_bars == 1  # every layer done: only the total is left
     assert most == 1 + 3 <= 1 + MAX_BARS
+
+
+# ---------------------------------------------------------------- mirrors
+
+
+def test_a_registry_mirror_is_tried_first_and_the_origin_after_it(
+        own_proxy, open_registry, image_layout, cache, tmp_path, monkeypatch):
+    mirror = FaultProxy(open_registry.host).start()
+    try:
+        origin = own_proxy.host
+        ref = f"{origin}/test/img"
+        ociext4("pull", ref, "--registry-mirror", f"{origin}={mirror.host}")
+        assert own_proxy.connections == 0 and len(mirror.blob_requests()) == 4
+        assert [e["annotations"]["org.opencontainers.image.ref.name"]
+                for e in json.loads((cache / "index.json").read_text())["manifests"]] == \
+            [f"{ref}:latest"]
+        # The same from a config file; a mirror that lacks a blob sends
+        # that blob's request on to the origin.
+        ociext4("cache", "prune", "--all")
+        config = tmp_path / "ociext4.json"
+        config.write_text(json.dumps({"mirrors": {origin: [f"http://{mirror.host}"]}}))
+        monkeypatch.setenv("OCIEXT4_CONFIG", str(config))
+        layer = blobs_of(image_layout)["layer"]
+        mirror.set("404", digest=layer)
+        own_proxy.set("none")
+        proc = ociext4("pull", ref)
+        assert [s.path for s in own_proxy.seen] == [f"/v2/test/img/blobs/{layer}"]
+        assert len(mirror.blob_requests()) == 4
+        assert f"ociext4: warning: mirror {mirror.host} failed" in proc.stderr
+        # A mirror that is gone: the origin serves it all.
+        ociext4("cache", "prune", "--all")
+        mirror.stop()
+        own_proxy.set("none")
+        proc = ociext4("pull", ref)
+        assert f"mirror {mirror.host} failed" in proc.stderr
+        assert len(own_proxy.blob_requests()) == 4
+    finally:
+        if not mirror.stopping.is_set():
+            mirror.stop()

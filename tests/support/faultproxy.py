@@ -28,7 +28,7 @@ class Seen:
 class Fault:
     # cut, 429, 500, corrupt, length, redirect, manifest, endless (a chunked body
     # that never ends), silent (no answer at all), stall (headers, then nothing),
-    # half-stall (half the blob, then nothing)
+    # half-stall (half the blob, then nothing), 404 (a blob this server lacks)
     kind: str = "none"
     times: int = 1_000_000      # how many blob requests misbehave (then all is well)
     digest: str | None = None   # only this blob (default: any blob)
@@ -166,7 +166,7 @@ class _ProxyHandler(_Base):
                 pass  # the client hung up, as it should
             self.close_connection = True
             return
-        if kind in ("429", "500"):
+        if kind in ("429", "500", "404"):
             seen.status = int(kind)
             extra = [("Retry-After", "1")] if kind == "429" else []
             self._send(int(kind), [("Content-Type", "text/plain"), *extra], b"try later\n")
