@@ -214,3 +214,28 @@ def test_a_new_cache_on_a_read_only_directory_leaves_no_temporary_file(tmp_path)
         assert sorted(p.name for p in root.iterdir()) == ["blobs", "ingest"]
     finally:
         os.chmod(root, 0o755)
+
+
+def test_run_cache_partials_of_dead_processes_are_swept_and_live_ones_kept(tmp_path,
+                                                                          monkeypatch):
+    import fcntl
+
+    from ociext4.cachedir import cache_dir
+
+    monkeypatch.setenv("OCIEXT4_CACHE", str(tmp_path / "c"))
+    images = cache_dir("images")
+    dead = images / ".aaa.img.x1y2.partial"
+    live = images / ".bbb.img.z3w4.partial"
+    for p in (dead, live):
+        p.write_bytes(b"half an image")
+    kernels = cache_dir("kernels")
+    mine = kernels / f"vmlinux-a.{os.getpid()}.partial"
+    gone = kernels / "vmlinux-b.999999999.partial"
+    for p in (mine, gone):
+        p.write_bytes(b"half a kernel")
+    with open(images / "bbb.img.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # an unpack of bbb is running
+        cache_dir("images")
+        cache_dir("kernels")
+    assert not dead.exists() and live.exists()
+    assert mine.exists() and not gone.exists()
