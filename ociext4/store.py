@@ -455,7 +455,17 @@ class Store:
 
     @contextlib.contextmanager
     def _flock(self, name: str, mode: int) -> Iterator[None]:
-        fd = os.open(self.root / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        path = self.root / name
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            if e.errno not in (errno.EROFS, errno.EACCES):
+                raise
+            # A read-only cache still serves what it holds: flock needs no write access.
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                raise write_error(path, "a lock file", e) from None
         try:
             fcntl.flock(fd, mode)
             yield
@@ -511,6 +521,8 @@ class Store:
         desc = {**desc, "annotations": {**(desc.get("annotations") or {}), REF_NAME: name}}
         with self._flock(".index.lock", fcntl.LOCK_EX):
             index = self._index()
+            if desc in (index.get("manifests") or []):
+                return  # already so: a read-only cache serves it as it is
             keep = [d for d in index.get("manifests") or []
                     if not ((d.get("annotations") or {}).get(REF_NAME) == name
                             and d.get("platform") == desc.get("platform"))]

@@ -411,3 +411,15 @@ def test_a_registry_mirror_is_tried_first_and_the_origin_after_it(
     finally:
         if not mirror.stopping.is_set():
             mirror.stop()
+
+
+def test_a_read_only_cache_fails_in_one_line_naming_the_cache(open_registry, small_tmpfs):
+    cache = small_tmpfs / "cache"
+    ociext4("pull", f"{open_registry.host}/test/img", "--cache", cache)
+    subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True)
+    err = one_line_error(ociext4("pull", f"{open_registry.host}/test/multi", "--cache", cache,
+                                 check=False))
+    assert f"{cache}/" in err and "Read-only file system" in err
+    # What is cached still unpacks.
+    ociext4("unpack", f"{open_registry.host}/test/img", small_tmpfs.parent / "out.img",
+            "--cache", cache)
