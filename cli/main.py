@@ -17,6 +17,7 @@ from ociext4.tuning import tune_allocator
 
 from .cache import add_cache
 from .inspect import add_inspect
+from .login import add_login
 from .mkfs import add_mkfs
 from .pull import add_pull
 from .run import add_run
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_inspect(sub)
     add_cache(sub)
     add_run(sub)
+    add_login(sub)
     return parser
 
 

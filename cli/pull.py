@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
+from ociext4.errors import SourceError
 from ociext4.reference import parse_registry
+from ociext4.store import PullPolicy
 
 from .pullprogress import DownloadBars
 from .registryopts import (
@@ -27,6 +31,9 @@ def add_pull(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                                      "host:5000/repo:tag, repo@sha256:…")
     add_platform_option(p)
     add_registry_options(p)
+    p.set_defaults(pull=PullPolicy.ALWAYS)
+    p.add_argument("--digestfile", metavar="FILE",
+                   help="write the manifest digest to FILE (as skopeo copy --digestfile)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bars on stderr (default: only when stderr is a terminal)")
     p.set_defaults(run=run_pull)
@@ -41,9 +48,29 @@ def run_pull(args: argparse.Namespace, started: float) -> int:
             Pull(ref, store, args.platform, options_from(args), bars) as pull:
         image = pull.start()
         pulled = pull.finish()
+    if args.digestfile:
+        write_digestfile(args.digestfile, pulled.manifest_digest)
     if not args.quiet:
         size = sum(lay.size for lay in image.layers)
+        if pulled.index_digest:
+            print(f"{pulled.name}: index {pulled.index_digest}", file=sys.stderr)
         print(f"{pulled.name}: {pulled.manifest_digest} ({pulled.platform or 'no platform'}, "
               f"{len(image.layers)} layers, {size / 1e6:.1f} MB)", file=sys.stderr)
     print(pulled.oci_reference)
     return 0
+
+
+def write_digestfile(path: str, digest: str) -> None:
+    """The digest alone, no newline, as skopeo writes it."""
+    from ociext4 import tempfiles
+
+    tmp = Path(f"{path}.partial")
+    tempfiles.track(tmp)
+    try:
+        tmp.write_text(digest)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise SourceError(f"{path}: cannot write the digest file ({e.strerror})") from None
+    finally:
+        tempfiles.untrack(tmp)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ociext4.model import Platform, PlatformSyntaxError
 from ociext4.reference import parse_local
-from ociext4.store import Store, default_root
+from ociext4.store import PullPolicy, Store, default_root
 
 if TYPE_CHECKING:
     from ociext4.registry import Options
@@ -46,16 +47,56 @@ def add_registry_options(p: argparse.ArgumentParser, timeout_flag: str = "--time
                    metavar="SECONDS",
                    help="give up on a registry that sends nothing for this long, after a "
                         "second try (default: 60)")
+    p.add_argument("--creds", metavar="USER[:PASSWORD]",
+                   help="credentials for the registry (asked for on a terminal if the "
+                        "password is left out)")
+    p.add_argument("--authfile", metavar="FILE",
+                   help="read credentials from this docker/podman auth file only")
+    p.add_argument("--registry-mirror", action="append", default=[],
+                   metavar="[REGISTRY=]HOST",
+                   help="try this mirror before the registry (docker.io unless REGISTRY= "
+                        "says which); repeatable. Also read from $OCIEXT4_CONFIG, else "
+                        "config.json in the cache root: {\"registry-mirrors\": [...]} as in "
+                        "docker's daemon.json, {\"mirrors\": {REGISTRY: [HOST, ...]}}")
+    p.add_argument("--pull", type=PullPolicy, choices=list(PullPolicy), default=PullPolicy.MISSING,
+                   metavar="{always,missing,never}",
+                   help="when to ask the registry about a tag: always (use the cached image "
+                        "only if the registry cannot be reached), missing (only when the tag "
+                        "is not cached), never (no network at all); default: %(default)s")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary")
 
 
 def options_from(args: argparse.Namespace) -> Options:
     # The registry client (httpx) takes a third of the CLI's start-up: only
     # commands that talk to a registry load it.
-    from ociext4.registry import Options
+    from ociext4.registry import Options, credentials
 
-    return Options(insecure=frozenset(args.insecure), ca_cert=args.ca_cert,
-                   timeout=args.registry_timeout)
+    extra: dict[str, Any] = {}
+    if args.creds:
+        user_pass = args.creds
+        if ":" not in user_pass and sys.stdin.isatty():
+            import getpass
+
+            user_pass += ":" + getpass.getpass(f"password for {user_pass}: ")
+        extra["credentials"] = credentials.fixed(user_pass)
+    elif args.authfile:
+        extra["credentials"] = credentials.from_file(args.authfile)
+    from ociext4.registry.client import mirror_table, read_mirrors
+
+    config = os.environ.get("OCIEXT4_CONFIG") or default_root(args.cache) / "config.json"
+    mirrors, plain = read_mirrors(Path(config))
+    given, plain_given = mirror_table([
+        (m.split("=", 1)[0], m.split("=", 1)[1]) if "=" in m else ("docker.io", m)
+        for m in args.registry_mirror])
+    for registry, hosts in given.items():  # the command line's first
+        mirrors[registry] = (*hosts, *mirrors.get(registry, ()))
+    return Options(insecure=frozenset(args.insecure) | plain | plain_given,
+                   ca_cert=args.ca_cert, timeout=args.registry_timeout, pull=args.pull,
+                   warn=_warn, mirrors=mirrors, **extra)
+
+
+def _warn(text: str) -> None:
+    print(f"ociext4: warning: {text}", file=sys.stderr)
 
 
 def registry_kwargs(args: argparse.Namespace, reference: str) -> dict[str, Any]:

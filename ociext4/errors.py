@@ -57,8 +57,33 @@ class NoMatchingPlatform(SourceError):
 
 
 class RegistryError(Ociext4Error):
-    """A registry refused, failed, or could not be reached."""
+    """A registry refused, failed, or could not be reached.  Callers branch on
+    the data, never on the message: `status` (the HTTP status, None when no
+    answer came), `code` (the registry's own error code, e.g. MANIFEST_UNKNOWN)
+    and `temporary` (trying again later may work: 429, 5xx, no answer)."""
+
+    def __init__(self, message: str = "", *, status: int | None = None, code: str = "",
+                 temporary: bool = False) -> None:
+        super().__init__(message)
+        self.status, self.code, self.temporary = status, code, temporary
+
+
+class RegistryUnreachable(RegistryError):
+    """No HTTP answer at all: connection refused, no such host, a port that
+    does not speak HTTP, silence past the timeout."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message, temporary=True)
 
 
 class AuthError(RegistryError):
     """No credentials were accepted, or an auth challenge could not be met."""
+
+
+class CacheError(Ociext4Error):
+    """The blob cache could not be written or holds a damaged blob that cannot
+    be fetched again; `path` is the file concerned, `digest` the blob's."""
+
+    def __init__(self, message: str, *, path: str = "", digest: str = "") -> None:
+        super().__init__(message)
+        self.path, self.digest = path, digest

@@ -1,32 +1,55 @@
 """The blob cache: an OCI image layout (blobs/sha256/…, index.json, oci-layout)
 under the user's cache directory, so skopeo, umoci and `open_image` can read
-it.  A blob is written under a temporary name, hashed as it streams, and
-renamed to its digest only once size and digest match; index.json is replaced
-whole under an flock.  Pulls hold a shared lock for their whole run and prune
-an exclusive one, so a prune never removes what a running pull has fetched but
-not yet tagged."""
+it.
+
+A blob is downloaded into ingest/HEX.partial under an flock on ingest/HEX.lock
+(one download per blob, whichever process asks), hashed as it streams, and
+renamed to its digest only once size and digest match.  A partial download
+outlives its process: the next one to take the lock hashes the bytes it holds
+and resumes after them.  A stored blob found not to match its digest is moved
+to quarantine/ (kept for a look, out of the layout) so it is fetched again.
+index.json is replaced whole under an flock.  Pulls hold a shared lock for
+their whole run and prune an exclusive one, so a prune never removes what a
+running pull has fetched but not yet tagged."""
 
 from __future__ import annotations
 
 import contextlib
+import enum
+import errno
 import fcntl
 import hashlib
 import json
 import os
 import secrets
-from collections.abc import Iterator
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import tempfiles
-from .errors import DigestMismatch, SourceError
-from .ocilayout import INDEX_TYPES, MANIFEST_TYPES, REF_NAME
+from .errors import CacheError, DigestMismatch, SourceError
+from .ocilayout import INDEX_TYPES, MANIFEST_TYPES, REF_NAME, Platform
 
 LAYOUT = '{"imageLayoutVersion": "1.0.0"}\n'
+EMPTY_INDEX = '{"schemaVersion": 2, "manifests": []}\n'
 # On an index.json entry: the index (manifest list) the manifest was chosen
 # from, kept so a digest reference to it resolves without the registry.
 FROM_INDEX = "dev.ociext4.from-index"
+_CHUNK = 1 << 20
+_LOCK_POLL = 0.05
+
+
+class PullPolicy(enum.Enum):
+    """When a tag is looked up in the registry (docker's names): `always`
+    asks it (the cached tag is used only if it cannot be reached), `missing`
+    only when the tag is not cached, `never` not at all."""
+    ALWAYS = "always"
+    MISSING = "missing"
+    NEVER = "never"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 def default_root(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -46,6 +69,12 @@ def hex_of(digest: str) -> str:
     return hexdigest
 
 
+def write_error(path: Path, what: str, e: OSError) -> CacheError:
+    """A failed write into the cache, naming the file and the blob."""
+    why = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+    return CacheError(f"{path}: cannot write {what} into the cache ({why})", path=str(path))
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One tagged image in index.json."""
@@ -55,38 +84,83 @@ class Entry:
     size: int
     platform: str
     from_index: str | None = None
+    # The descriptor as index.json holds it (platform and annotations included).
+    descriptor: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Damaged:
+    """A stored blob whose bytes do not match its name."""
+    digest: str
+    path: Path          # where it was
+    moved_to: Path      # where it is now (quarantine)
+    why: str
 
 
 class Ingest:
     """A blob being written: bytes are hashed as they arrive, and the file
     takes its digest's name only if everything matches.  `offset` is how many
-    bytes are in already, for a ranged resume."""
+    bytes are in already (`resumed` of them left by an earlier download), for
+    a ranged resume.  Holds the blob's download lock until commit or discard."""
 
-    def __init__(self, store: Store, digest: str, size: int | None, what: str) -> None:
+    def __init__(self, store: Store, digest: str, size: int | None, what: str,
+                 lock: _BlobLock) -> None:
         self._store, self.digest, self.size, self.what = store, digest, size, what
+        self._lock = lock
         self._hash = hashlib.sha256()
-        self.offset = 0
-        self.tmp = store.root / "ingest" / f"{hex_of(digest)}.{os.getpid()}.{secrets.token_hex(4)}"
-        self._f = open(self.tmp, "wb")  # noqa: SIM115 - closed in commit/discard
-        tempfiles.track(self.tmp)
+        self.path = store.root / "ingest" / f"{hex_of(digest)}.partial"
+        try:
+            self._f = open(self.path, "a+b")  # noqa: SIM115 - closed in commit/discard
+        except OSError as e:
+            lock.release()
+            raise write_error(self.path, what, e) from None
+        self._open = True
+        self.offset = self.resumed = 0
+        self.offset = self.resumed = self._take_prefix()
+
+    def _take_prefix(self) -> int:
+        """Hashes what an earlier download left, so the next bytes carry on
+        from there; a prefix longer than the blob is thrown away."""
+        try:
+            self._f.seek(0)
+            n = 0
+            while piece := self._f.read(_CHUNK):
+                if self.size is not None and n + len(piece) > self.size:
+                    self._f.seek(0)
+                    self._f.truncate()
+                    self._hash = hashlib.sha256()
+                    return 0
+                self._hash.update(piece)
+                n += len(piece)
+            return n
+        except OSError as e:
+            self.discard()
+            raise write_error(self.path, self.what, e) from None
 
     def write(self, data: bytes | memoryview) -> None:
         if self.size is not None and self.offset + len(data) > self.size:
             raise DigestMismatch(f"{self.what}: more than the {self.size} bytes its "
                                  "descriptor gives")
-        self._f.write(data)
+        try:
+            self._f.write(data)
+        except OSError as e:
+            raise write_error(self.path, self.what, e) from None
         self._hash.update(data)
         self.offset += len(data)
 
     def restart(self) -> None:
         """Back to byte 0 (the server would not resume where we stopped)."""
-        self._f.seek(0)
-        self._f.truncate()
+        try:
+            self._f.seek(0)
+            self._f.truncate()
+        except OSError as e:
+            raise write_error(self.path, self.what, e) from None
         self._hash = hashlib.sha256()
-        self.offset = 0
+        self.offset = self.resumed = 0
 
     def commit(self) -> Path:
         """Check size and digest, make the bytes durable, rename into place."""
+        final = self._store.blob_path(self.digest)
         try:
             got = "sha256:" + self._hash.hexdigest()
             if self.size is not None and self.offset != self.size:
@@ -95,28 +169,95 @@ class Ingest:
             if got != self.digest:
                 raise DigestMismatch(f"{self.what}: content does not match its digest "
                                      f"(got {got})")
-            self._f.flush()
-            # A blob under its digest must hold those bytes even after a crash.
-            os.fsync(self._f.fileno())
-            self._f.close()
-            final = self._store.blob_path(self.digest)
-            os.replace(self.tmp, final)
-            tempfiles.untrack(self.tmp)
-            return final
+            try:
+                self._f.flush()
+                # A blob under its digest must hold those bytes even after a crash.
+                os.fsync(self._f.fileno())
+                self._f.close()
+                os.replace(self.path, final)
+            except OSError as e:
+                raise write_error(final, self.what, e) from None
         except BaseException:
             self.discard()
             raise
+        self._open = False
+        self._lock.release()
+        return final
 
-    def discard(self) -> None:
-        self._f.close()
+    def discard(self, keep: bool = False) -> None:
+        """Gives the download up; `keep` leaves the bytes (if any) for a later resume.
+        The file goes even when closing it fails (a full disk fails the flush)."""
+        if not self._open:
+            return
+        self._open = False
+        with contextlib.suppress(OSError):
+            self._f.close()
+        if not (keep and self.offset):
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+        self._lock.release()
+
+
+class _BlobLock:
+    """The flock on ingest/HEX.lock: whoever holds it downloads the blob."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path, self._fd = path, fd
+
+    def release(self) -> None:
+        if self._fd < 0:
+            return
+        # Unlinked while still held: a waiter that gets the old file sees it
+        # is gone and takes the lock again on a new one.
         with contextlib.suppress(FileNotFoundError):
-            self.tmp.unlink()
-        tempfiles.untrack(self.tmp)
+            self.path.unlink()
+        os.close(self._fd)
+        self._fd = -1
+
+
+def lock_is_free(path: Path) -> bool:
+    """True if no process holds an flock on `path` (or it does not exist)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def tree_usage(path: Path, seen: set[tuple[int, int]] | None = None) -> int:
+    """Bytes allocated on disk to `path` and everything under it, each inode
+    counted once (as `du` counts)."""
+    seen = set() if seen is None else seen
+    total = 0
+    stack = [path]
+    while stack:
+        p = stack.pop()
+        try:
+            st = os.lstat(p)
+        except FileNotFoundError:
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            continue
+        seen.add(key)
+        total += st.st_blocks * 512
+        if os.path.isdir(p) and not os.path.islink(p):
+            with contextlib.suppress(FileNotFoundError), os.scandir(p) as it:
+                stack.extend(Path(de.path) for de in it)
+    return total
 
 
 class Store:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        # Blobs this process found damaged and moved aside: digest -> where.
+        self.quarantined: dict[str, Path] = {}
         self._ensure_layout()
 
     def _ensure_layout(self) -> None:
@@ -124,20 +265,25 @@ class Store:
             (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
             (self.root / "ingest").mkdir(exist_ok=True)
         except OSError as e:
-            raise SourceError(f"{self.root}: cannot create the cache ({e.strerror})") from None
-        for name, text in (("oci-layout", LAYOUT),
-                           ("index.json", '{"schemaVersion": 2, "manifests": []}\n')):
+            raise CacheError(f"{self.root}: cannot create the cache ({e.strerror})",
+                             path=str(self.root)) from None
+        for name, text in (("oci-layout", LAYOUT), ("index.json", EMPTY_INDEX)):
             path = self.root / name
             if not path.exists():
-                self._write_atomic(path, text)
+                self._write_atomic(path, text, f"the cache's {name}")
 
-    def _write_atomic(self, path: Path, text: str) -> None:
+    def _write_atomic(self, path: Path, text: str, what: str) -> None:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "w") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as e:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise write_error(path, what, e) from None
 
     # -- blobs
 
@@ -151,37 +297,175 @@ class Store:
             return False
         return size is None or st.st_size == size
 
-    def ingest(self, digest: str, size: int | None, what: str) -> Ingest:
-        return Ingest(self, digest, size, what)
+    def ingest(self, digest: str, size: int | None, what: str,
+               waiting: Callable[[], None] | None = None) -> Ingest | None:
+        """Takes the blob's download lock (waiting while another process or
+        thread downloads it; `waiting()` is called now and then and may raise
+        to give up) and returns the Ingest, resumed from any partial download;
+        None if the blob arrived while waiting."""
+        lock = self._lock_blob(digest, waiting)
+        if self.has(digest, size):
+            lock.release()
+            return None
+        return Ingest(self, digest, size, what, lock)
 
-    def drop_own_ingest(self) -> None:
-        """Removes this process's half-written blobs: for a pull that stops
-        without waiting for its downloads (an interrupt, a failed layer)."""
-        with contextlib.suppress(FileNotFoundError), os.scandir(self.root / "ingest") as it:
-            for de in it:
-                if de.name.split(".")[1:2] == [str(os.getpid())]:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(de.path)
+    def _lock_blob(self, digest: str, waiting: Callable[[], None] | None) -> _BlobLock:
+        path = self.root / "ingest" / f"{hex_of(digest)}.lock"
+        while True:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError as e:
+                raise write_error(path, f"the download lock of {digest}", e) from None
+            try:
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if waiting is not None:
+                            waiting()
+                        time.sleep(_LOCK_POLL)
+                # The holder before us may have unlinked the file it locked.
+                same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                same = False
+            except BaseException:
+                os.close(fd)
+                raise
+            if same:
+                return _BlobLock(path, fd)
+            os.close(fd)
 
     def put(self, digest: str, data: bytes, what: str) -> Path:
         """Store a small blob (manifest, config) held in memory."""
+        if self.read(digest) is not None:
+            return self.blob_path(digest)
         ing = self.ingest(digest, len(data), what)
+        if ing is None:
+            return self.blob_path(digest)
+        ing.restart()
         ing.write(data)
         return ing.commit()
 
     def read(self, digest: str) -> bytes | None:
-        """A stored blob's bytes, checked again; None if it is not there or not right."""
+        """A stored blob's bytes, checked again; None if it is not there, or
+        not right (then it is quarantined, so it will be fetched again)."""
+        path = self.blob_path(digest)
         try:
-            data = self.blob_path(digest).read_bytes()
+            data = path.read_bytes()
         except FileNotFoundError:
             return None
-        return data if "sha256:" + hashlib.sha256(data).hexdigest() == digest else None
+        got = "sha256:" + hashlib.sha256(data).hexdigest()
+        if got != digest:
+            self.quarantine(digest, f"its bytes hash to {got}")
+            return None
+        return data
+
+    def verify(self, digest: str, size: int | None = None) -> Damaged | None:
+        """Rehashes a stored blob; a damaged one is quarantined and described.
+        A missing blob is not damaged (it is simply not cached)."""
+        path = self.blob_path(digest)
+        h = hashlib.sha256()
+        n = 0
+        try:
+            with open(path, "rb", buffering=0) as f:
+                while piece := f.read(_CHUNK):
+                    h.update(piece)
+                    n += len(piece)
+        except FileNotFoundError:
+            return None
+        got = "sha256:" + h.hexdigest()
+        if size is not None and n != size:
+            why = f"it is {n} bytes, its descriptor gives {size}"
+        elif got != digest:
+            why = f"its bytes hash to {got}"
+        else:
+            return None
+        return self.quarantine(digest, why)
+
+    def quarantine(self, digest: str, why: str) -> Damaged:
+        """Moves a damaged blob out of the layout into quarantine/, kept for a
+        look rather than deleted."""
+        path = self.blob_path(digest)
+        qdir = self.root / "quarantine"
+        dest = qdir / f"{hex_of(digest)}.{time.time_ns()}"
+        try:
+            qdir.mkdir(exist_ok=True)
+            os.replace(path, dest)
+        except FileNotFoundError:
+            pass  # another process moved it first
+        except OSError as e:
+            raise CacheError(f"{path}: damaged ({why}) and cannot be moved aside "
+                             f"({e.strerror})", path=str(path), digest=digest) from None
+        self.quarantined[digest] = dest
+        return Damaged(digest, path, dest, why)
+
+    def quarantine_files(self) -> list[Path]:
+        with contextlib.suppress(FileNotFoundError), os.scandir(self.root / "quarantine") as it:
+            return [Path(de.path) for de in it]
+        return []
+
+    # -- partial downloads
+
+    def partials(self) -> list[tuple[Path, int, bool]]:
+        """Every file in ingest/: (path, bytes, still being written)."""
+        out = []
+        with contextlib.suppress(FileNotFoundError), os.scandir(self.root / "ingest") as it:
+            for de in it:
+                path = Path(de.path)
+                try:
+                    size = de.stat(follow_symlinks=False).st_size
+                except FileNotFoundError:
+                    continue
+                out.append((path, size, self._alive(path)))
+        return out
+
+    def _alive(self, path: Path) -> bool:
+        stem, _, suffix = path.name.partition(".")
+        if suffix in ("partial", "lock"):
+            return not lock_is_free(path.with_name(f"{stem}.lock"))
+        # HEX.PID.RAND: a temporary name from an older ociext4.
+        pid = suffix.split(".")[0]
+        if pid.isdigit():
+            try:
+                os.kill(int(pid), 0)
+                return True
+            except ProcessLookupError:
+                return False
+            except PermissionError:
+                return True
+        return False
+
+    def sweep(self) -> int:
+        """Removes what dead processes left that no download can resume:
+        lock files nobody holds and temporary names of older versions.
+        Partial downloads stay for the next pull of their blob."""
+        removed = 0
+        for path, _, alive in self.partials():
+            if alive or path.name.endswith(".partial"):
+                continue
+            if path.name.endswith(".lock") and path.with_suffix(".partial").exists():
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+        return removed
 
     # -- locks
 
     @contextlib.contextmanager
     def _flock(self, name: str, mode: int) -> Iterator[None]:
-        fd = os.open(self.root / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        path = self.root / name
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            if e.errno not in (errno.EROFS, errno.EACCES):
+                raise
+            # A read-only cache still serves what it holds: flock needs no write access.
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                raise write_error(path, "a lock file", e) from None
         try:
             fcntl.flock(fd, mode)
             yield
@@ -202,8 +486,18 @@ class Store:
                             if x)
             ann = d.get("annotations") or {}
             out.append(Entry(ann.get(REF_NAME, ""), str(d["digest"]), str(d.get("mediaType", "")),
-                             int(d.get("size", 0)), plat, ann.get(FROM_INDEX)))
+                             int(d.get("size", 0)), plat, ann.get(FROM_INDEX), d))
         return out
+
+    def lookup(self, name: str, plat: Platform | None = None) -> Entry | None:
+        """The cached image tagged `name` for the platform (default: the host's)."""
+        want = plat or Platform.host()
+        for e in reversed(self.entries()):
+            if e.name != name or not e.platform:
+                continue
+            if want.matches(Platform.parse(e.platform)):
+                return e
+        return None
 
     def _index(self) -> dict[str, Any]:
         try:
@@ -214,18 +508,24 @@ class Store:
             raise SourceError(f"{self.root}/index.json: not a JSON object")
         return doc
 
+    def _write_index(self, index: dict[str, Any]) -> None:
+        index["schemaVersion"] = 2
+        self._write_atomic(self.root / "index.json", json.dumps(index, indent=1) + "\n",
+                           "the cache's index.json")
+
     def tag(self, name: str, desc: dict[str, Any]) -> None:
         """Record `desc` (a manifest descriptor) under `name`, replacing the entry
         with the same name and platform."""
         desc = {**desc, "annotations": {**(desc.get("annotations") or {}), REF_NAME: name}}
         with self._flock(".index.lock", fcntl.LOCK_EX):
             index = self._index()
+            if desc in (index.get("manifests") or []):
+                return  # already so: a read-only cache serves it as it is
             keep = [d for d in index.get("manifests") or []
                     if not ((d.get("annotations") or {}).get(REF_NAME) == name
                             and d.get("platform") == desc.get("platform"))]
-            index["schemaVersion"] = 2
             index["manifests"] = [*keep, desc]
-            self._write_atomic(self.root / "index.json", json.dumps(index, indent=1) + "\n")
+            self._write_index(index)
 
     # -- ls and prune
 
@@ -240,8 +540,7 @@ class Store:
             if d in out:
                 continue
             out.add(d)
-            data = self.read(d) if self.has(d) and self.blob_path(d).stat().st_size < 4 << 20 \
-                else None
+            data = self._peek(d)
             if data is None:
                 continue
             try:
@@ -261,6 +560,16 @@ class Store:
                            if isinstance(m, dict) and "digest" in m)
         return out | ({from_index} if from_index else set())
 
+    def _peek(self, digest: str) -> bytes | None:
+        """A small stored document as it is (listing must not move blobs)."""
+        path = self.blob_path(digest)
+        try:
+            if path.stat().st_size >= 4 << 20:
+                return None
+            return path.read_bytes()
+        except FileNotFoundError:
+            return None
+
     def blob_size(self, digest: str) -> int:
         try:
             return self.blob_path(digest).stat().st_size
@@ -275,15 +584,32 @@ class Store:
                     out["sha256:" + de.name] = de.stat(follow_symlinks=False).st_size
         return out
 
-    def prune(self, untag: list[str] | None = None, everything: bool = False) -> tuple[int, int]:
-        """Drop the named entries (or all of them), then every blob no entry
-        needs and every half-written blob.  Returns (files removed, bytes freed)."""
+    def prune(self, untag: list[str] | None = None, everything: bool = False, *,
+              images: bool = False, unused: bool = True, partial: bool = True,
+              quarantine: bool = False) -> tuple[int, int]:
+        """Forgets the named entries (or with `images` all of them), then
+        removes every blob no entry needs (`unused`), the partial downloads
+        no process is writing (`partial`) and the quarantined blobs
+        (`quarantine`); `everything` is all of it.  Returns (files removed,
+        bytes freed)."""
+        if everything:
+            images = unused = partial = quarantine = True
         removed = freed = 0
+
+        def drop(path: Path) -> None:
+            nonlocal removed, freed
+            try:
+                size = path.stat().st_size
+                path.unlink()
+            except FileNotFoundError:
+                return
+            removed, freed = removed + 1, freed + size
+
         with self._flock(".pull.lock", fcntl.LOCK_EX), \
                 self._flock(".index.lock", fcntl.LOCK_EX):
             index = self._index()
             manifests = index.get("manifests") or []
-            if everything:
+            if images:
                 manifests = []
             elif untag:
                 names = set(untag)
@@ -293,19 +619,22 @@ class Store:
                                       f"{', '.join(sorted(missing))}")
                 manifests = [d for d in manifests
                              if (d.get("annotations") or {}).get(REF_NAME) not in names]
-            index["manifests"] = manifests
-            self._write_atomic(self.root / "index.json", json.dumps(index, indent=1) + "\n")
-            keep: set[str] = set()
-            for d in manifests:
-                keep |= self.referenced(str(d["digest"]),
-                                        (d.get("annotations") or {}).get(FROM_INDEX))
-            for digest, size in self.all_blobs().items():
-                if digest not in keep:
-                    self.blob_path(digest).unlink()
-                    removed, freed = removed + 1, freed + size
-            with os.scandir(self.root / "ingest") as it:
-                for de in it:
-                    size = de.stat(follow_symlinks=False).st_size
-                    os.unlink(de.path)
-                    removed, freed = removed + 1, freed + size
+            if len(manifests) != len(index.get("manifests") or []):
+                index["manifests"] = manifests
+                self._write_index(index)
+            if unused or images or untag:
+                keep: set[str] = set()
+                for d in manifests:
+                    keep |= self.referenced(str(d["digest"]),
+                                            (d.get("annotations") or {}).get(FROM_INDEX))
+                for digest in self.all_blobs():
+                    if digest not in keep:
+                        drop(self.blob_path(digest))
+            if partial:
+                for path, _, alive in self.partials():
+                    if not alive:
+                        drop(path)
+            if quarantine:
+                for path in self.quarantine_files():
+                    drop(path)
         return removed, freed

@@ -122,3 +122,19 @@ def test_malformed_auth_is_a_clear_error(env):
 
 def test_secrets_stay_out_of_repr():
     assert "hunter2" not in repr(Credentials("u", "hunter2", "tok"))
+
+
+def test_save_keeps_the_rest_of_the_config_and_lookup_reads_it_back(tmp_path):
+    from ociext4.registry.credentials import Credentials, lookup, remove, save
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"credHelpers": {"other.example": "none"}, "auths": {}}))
+    save("docker.io", Credentials("u", "p:w"), path)
+    save("reg.example:5000", Credentials("v", "q"), path)
+    doc = json.loads(path.read_text())
+    assert set(doc["auths"]) == {"https://index.docker.io/v1/", "reg.example:5000"}
+    assert doc["credHelpers"] == {"other.example": "none"}
+    assert lookup("docker.io", "library/alpine", files=[path]) == Credentials("u", "p:w")
+    assert remove("docker.io", path) and not remove("docker.io", path)
+    assert lookup("docker.io", "library/alpine", files=[path]) is None
+    assert lookup("reg.example:5000", "a", files=[path]) == Credentials("v", "q")

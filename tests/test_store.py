@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ociext4.errors import DigestMismatch
+from ociext4.errors import CacheError, DigestMismatch
 from ociext4.ocilayout import open_image
 from ociext4.store import Store, default_root
 
@@ -139,3 +139,103 @@ def test_a_cache_dir_that_cannot_be_made_is_a_clear_error(tmp_path):
     with pytest.raises(Exception, match="cannot create the cache"):
         Store(blocker / "c")
     assert os.path.exists(blocker)
+
+
+def test_discard_removes_the_partial_even_when_closing_it_fails(tmp_path):
+    store = Store(tmp_path / "c")
+    ing = store.ingest(digest_of(b"abc"), 3, "layer F")
+    assert ing is not None
+    ing.write(b"ab")
+    real_close = ing._f.close
+
+    def failing_close() -> None:
+        real_close()
+        raise OSError(28, "No space left on device")
+
+    ing._f.close = failing_close  # type: ignore[method-assign]
+    ing.discard()
+    assert list((store.root / "ingest").iterdir()) == []
+
+
+def test_a_partial_download_is_resumed_after_its_bytes_are_rehashed(tmp_path):
+    store = Store(tmp_path / "c")
+    data = b"0123456789" * 100
+    first = store.ingest(digest_of(data), len(data), "layer R")
+    assert first is not None
+    first.write(data[:400])
+    first.discard(keep=True)  # a dropped connection, or the process killed
+    again = store.ingest(digest_of(data), len(data), "layer R")
+    assert again is not None and again.offset == again.resumed == 400
+    again.write(data[400:])
+    assert again.commit() == store.blob_path(digest_of(data))
+    assert store.read(digest_of(data)) == data
+    assert list((store.root / "ingest").iterdir()) == []
+
+
+def test_a_second_ingest_of_a_blob_waits_for_the_first_and_finds_it_stored(tmp_path):
+    store = Store(tmp_path / "c")
+    data = b"shared blob"
+    first = store.ingest(digest_of(data), len(data), "layer S")
+    assert first is not None
+    polls = []
+
+    def waiting() -> None:
+        polls.append(1)
+        if len(polls) == 3:  # the first finishes while the second waits
+            first.write(data)
+            first.commit()
+
+    assert store.ingest(digest_of(data), len(data), "layer S", waiting) is None
+    assert len(polls) >= 3 and store.read(digest_of(data)) == data
+
+
+def test_a_damaged_blob_is_moved_to_quarantine_when_read(tmp_path):
+    store = Store(tmp_path / "c")
+    put_image(store, "reg.example/q:1", b"layer")
+    path = store.blob_path(digest_of(b"layer"))
+    path.write_bytes(b"lay3r")
+    assert store.read(digest_of(b"layer")) is None
+    assert not path.exists()
+    [moved] = store.quarantine_files()
+    assert moved.read_bytes() == b"lay3r" and store.quarantined[digest_of(b"layer")] == moved
+    assert store.verify(digest_of(b"layer")) is None  # not there: nothing to say
+
+
+def test_a_new_cache_on_a_read_only_directory_leaves_no_temporary_file(tmp_path):
+    root = tmp_path / "c"
+    (root / "blobs" / "sha256").mkdir(parents=True)
+    (root / "ingest").mkdir()
+    os.chmod(root, 0o555)
+    try:
+        if os.access(root, os.W_OK):
+            pytest.skip("root writes through read-only modes")
+        with pytest.raises(CacheError, match="oci-layout: cannot write"):
+            Store(root)
+        assert sorted(p.name for p in root.iterdir()) == ["blobs", "ingest"]
+    finally:
+        os.chmod(root, 0o755)
+
+
+def test_run_cache_partials_of_dead_processes_are_swept_and_live_ones_kept(tmp_path,
+                                                                          monkeypatch):
+    import fcntl
+
+    from ociext4.cachedir import cache_dir
+
+    monkeypatch.setenv("OCIEXT4_CACHE", str(tmp_path / "c"))
+    images = cache_dir("images")
+    dead = images / ".aaa.img.x1y2.partial"
+    live = images / ".bbb.img.z3w4.partial"
+    for p in (dead, live):
+        p.write_bytes(b"half an image")
+    kernels = cache_dir("kernels")
+    mine = kernels / f"vmlinux-a.{os.getpid()}.partial"
+    gone = kernels / "vmlinux-b.999999999.partial"
+    for p in (mine, gone):
+        p.write_bytes(b"half a kernel")
+    with open(images / "bbb.img.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # an unpack of bbb is running
+        cache_dir("images")
+        cache_dir("kernels")
+    assert not dead.exists() and live.exists()
+    assert mine.exists() and not gone.exists()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from ..errors import DigestMismatch, RegistryError
+from ..errors import CacheError, DigestMismatch, RegistryError
 from ..store import Ingest, Store
 from .client import RegistryClient, error_for, no_answer, retry_delay
 
@@ -32,17 +32,23 @@ class Cancelled(RegistryError):
 def fetch_blob(client: RegistryClient, store: Store, digest: str, size: int | None,
                urls: list[str], what: str, on_bytes: OnBytes | None = None,
                cancel: threading.Event | None = None) -> Path:
-    """The blob's path in the cache, downloading it if it is not there yet."""
+    """The blob's path in the cache, downloading it if it is not there yet
+    (or waiting for the process that is downloading it)."""
     if store.has(digest, size):
         if on_bytes is not None and size:
             on_bytes(size)
         return store.blob_path(digest)
+
+    def waiting() -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(what)
+
     sources = [*urls, client.url(f"blobs/{digest}")]
     last: Exception | None = None
     for url in sources:
         try:
-            return _download(client, store, url, digest, size, what, on_bytes, cancel)
-        except (DigestMismatch, Cancelled):
+            return _download(client, store, url, digest, size, what, on_bytes, cancel, waiting)
+        except (DigestMismatch, Cancelled, CacheError):
             raise
         except RegistryError as e:
             # A foreign layer's URL may be gone; the registry may still have the blob.
@@ -52,22 +58,46 @@ def fetch_blob(client: RegistryClient, store: Store, digest: str, size: int | No
 
 
 def _download(client: RegistryClient, store: Store, url: str, digest: str, size: int | None,
-              what: str, on_bytes: OnBytes | None, cancel: threading.Event | None) -> Path:
-    ing = store.ingest(digest, size, what)
+              what: str, on_bytes: OnBytes | None, cancel: threading.Event | None,
+              waiting: Callable[[], None]) -> Path:
+    ing = store.ingest(digest, size, what, waiting)
+    if ing is None:  # another process fetched it while we waited
+        if on_bytes is not None and size:
+            on_bytes(size)
+        return store.blob_path(digest)
+    if on_bytes is not None and ing.offset:
+        on_bytes(ing.offset)
     failures = timeouts = 0
+    from_scratch = ing.resumed == 0
     try:
         while True:
             if cancel is not None and cancel.is_set():
                 raise Cancelled(what)
             before = ing.offset
-            try:
-                finished = _one_request(client, ing, url, what, on_bytes, cancel)
-            except (httpx.TransportError, httpx.StreamError) as e:
-                finished, err = False, e
+            err: Exception | None = None
+            if ing.size is not None and ing.offset == ing.size:
+                finished = True  # an earlier run got every byte but did not commit
             else:
-                err = None
+                try:
+                    finished = _one_request(client, ing, url, what, on_bytes, cancel)
+                except (httpx.TransportError, httpx.StreamError) as e:
+                    finished, err = False, e
             if finished:
-                return ing.commit()
+                try:
+                    return ing.commit()
+                except DigestMismatch:
+                    if from_scratch:
+                        raise
+                # What an earlier run left was not a prefix of this blob:
+                # once more, from byte 0.
+                if on_bytes is not None:
+                    on_bytes(-ing.offset)
+                from_scratch = True
+                ing = store.ingest(digest, size, what, waiting)
+                if ing is None:
+                    return store.blob_path(digest)
+                ing.restart()
+                continue
             # A transfer that moved forward earns a fresh set of attempts.
             failures = 0 if ing.offset > before else failures + 1
             if isinstance(err, httpx.TimeoutException):
@@ -76,10 +106,15 @@ def _download(client: RegistryClient, store: Store, url: str, digest: str, size:
                     raise no_answer(what, httpx.URL(url).host, client.opts, timeouts)
             if failures >= client.opts.attempts:
                 raise RegistryError(f"{what}: download kept failing at byte {ing.offset}"
-                                    + (f" ({type(err).__name__}: {err})" if err else ""))
+                                    + (f" ({type(err).__name__}: {err})" if err else ""),
+                                    temporary=True)
             time.sleep(retry_delay(None, failures, client.opts))
-    except BaseException:
+    except (DigestMismatch, CacheError):
         ing.discard()
+        raise
+    except BaseException:
+        # Bytes that arrived are right so far: the next pull resumes after them.
+        ing.discard(keep=True)
         raise
 
 

@@ -12,10 +12,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
-from ..errors import AuthError, RegistryError
+from ..errors import AuthError, RegistryError, RegistryUnreachable
+from ..store import PullPolicy
 from .auth import Authenticator, is_loopback
 from .bodies import read_limited
 from .credentials import Credentials, lookup
@@ -28,16 +30,22 @@ MAX_REDIRECTS = 5
 @dataclass(frozen=True)
 class Options:
     """How to reach registries: hosts allowed plain http (loopback always is),
-    a CA bundle to trust, and the retry policy."""
+    a CA bundle to trust, the retry policy, and when to ask at all."""
     insecure: frozenset[str] = frozenset()
     ca_cert: str | None = None
-    attempts: int = 6
+    attempts: int = 6              # for 429 and 5xx answers and connections reset mid-body
+    connect_attempts: int = 2      # no HTTP answer at all: refused, no such host, not HTTP
+    connect_retry: float = 0.2     # the pause before that one quick retry
     backoff: float = 0.5
     max_backoff: float = 8.0
     max_retry_after: float = 60.0
     timeout: float = 60.0          # seconds without a byte before a read gives up
     timeout_attempts: int = 2      # tries that time out in a row before the pull fails
     credentials: Callable[[str, str], Credentials | None] = field(default=lookup)
+    pull: PullPolicy = PullPolicy.MISSING  # when a cached tag is checked against the registry
+    # Registry name -> mirrors to try first, in order (the origin is tried last).
+    mirrors: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    warn: Callable[[str], None] | None = None  # told when a pull goes on despite a problem
 
 
 def tls_problem(e: Exception, host: str) -> RegistryError | None:
@@ -50,8 +58,17 @@ def tls_problem(e: Exception, host: str) -> RegistryError | None:
 
 
 def no_answer(what: str, host: str, opts: Options, tries: int) -> RegistryError:
-    return RegistryError(f"{what}: no answer from {host} within {opts.timeout:g} s "
-                         f"({tries} tries)")
+    return RegistryUnreachable(f"{what}: no answer from {host} within {opts.timeout:g} s "
+                               f"({tries} tries)")
+
+
+def unreachable(what: str, host: str, e: Exception) -> RegistryUnreachable:
+    """Refused, unknown host, or something that does not speak HTTP: waiting
+    would not change it, so it is not retried with backoff."""
+    reason = str(e) or type(e).__name__
+    if isinstance(e, httpx.RemoteProtocolError):
+        reason = f"no HTTP answer: {reason}"
+    return RegistryUnreachable(f"{what}: cannot reach {host} ({reason})")
 
 
 def retry_delay(resp: httpx.Response | None, attempt: int, opts: Options) -> float:
@@ -93,7 +110,8 @@ class RegistryClient:
                                   self.http)
         self._base: str | None = None
         self._base_lock = threading.Lock()
-        self.scope = f"repository:{repository}:pull"
+        # No repository: a login check, which asks for a token of no scope.
+        self.scope = f"repository:{repository}:pull" if repository else ""
 
     def close(self) -> None:
         self.http.close()
@@ -128,6 +146,7 @@ class RegistryClient:
         what = what or url
         attempt = 0
         timeouts = 0
+        refusals = 0
         challenges = 0
         hops = 0
         target = httpx.URL(url)
@@ -149,12 +168,12 @@ class RegistryClient:
                     timeouts += 1
                     if timeouts >= self.opts.timeout_attempts:
                         raise no_answer(what, target.host, self.opts, timeouts) from None
-                if attempt + 1 >= self.opts.attempts:
-                    raise RegistryError(f"{what}: {self.host} unreachable after "
-                                        f"{attempt + 1} attempts ({type(e).__name__}: {e})"
-                                        ) from None
-                time.sleep(retry_delay(None, attempt, self.opts))
-                attempt += 1
+                    continue
+                # No answer yet: a connection that failed before any response.
+                refusals += 1
+                if refusals >= self.opts.connect_attempts:
+                    raise unreachable(what, target.netloc.decode("ascii"), e) from None
+                time.sleep(self.opts.connect_retry)
                 continue
             status = resp.status_code
             if status == 401 and own_host:
@@ -194,18 +213,85 @@ class RegistryClient:
 
 
 def error_for(resp: httpx.Response, what: str) -> RegistryError:
-    """A one-line error for a failed response, with the registry's own message if any."""
-    detail = ""
+    """A one-line error for a failed response, with the registry's own message
+    if any; status, the registry's first error code and whether it is worth
+    trying again later go with it as data."""
+    detail = code = ""
     try:
         doc = json.loads(read_limited(resp, 64 << 10, what))
-        errs = doc.get("errors") or []
+        errs = [e for e in doc.get("errors") or [] if isinstance(e, dict)]
         if errs:
+            code = str(errs[0].get("code") or "")
             detail = "; ".join(f"{e.get('code', '')}: {e.get('message', '')}" for e in errs[:3])
     except (ValueError, AttributeError, TypeError, RegistryError, httpx.HTTPError):
         pass
-    if resp.status_code == 404:
-        return RegistryError(f"{what}: not found" + (f" ({detail})" if detail else ""))
-    if resp.status_code in (401, 403):
-        return AuthError(f"{what}: access denied ({resp.status_code})"
-                         + (f": {detail}" if detail else ""))
-    return RegistryError(f"{what}: HTTP {resp.status_code}" + (f" ({detail})" if detail else ""))
+    status = resp.status_code
+    data = {"status": status, "code": code, "temporary": status in RETRY_STATUS}
+    if status == 404:
+        return RegistryError(f"{what}: not found" + (f" ({detail})" if detail else ""), **data)
+    if status in (401, 403):
+        return AuthError(f"{what}: access denied ({status})"
+                         + (f": {detail}" if detail else ""), **data)
+    return RegistryError(f"{what}: HTTP {status}" + (f" ({detail})" if detail else ""), **data)
+
+
+def check_login(host: str, opts: Options) -> None:
+    """Raises AuthError unless the registry accepts the options' credentials
+    (a GET of /v2/, answering its challenge, as `docker login` checks)."""
+    client = RegistryClient(host, "", opts)
+    try:
+        resp = client.open("GET", f"{client.base()}/v2/", what=host)
+        try:
+            if resp.status_code != 200:
+                raise error_for(resp, host)
+        finally:
+            resp.close()
+    finally:
+        client.close()
+
+
+def read_mirrors(path: Path) -> tuple[dict[str, tuple[str, ...]], frozenset[str]]:
+    """Mirrors from a JSON config file: `{"registry-mirrors": [URL, ...]}` (as
+    docker's daemon.json: for docker.io) and `{"mirrors": {REGISTRY: [HOST,
+    ...]}}`; also the mirror hosts given as http:// URLs (plain http allowed).
+    A missing file is no mirrors."""
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}, frozenset()
+    except (OSError, ValueError) as e:
+        raise RegistryError(f"{path}: unreadable config ({e})") from None
+    if not isinstance(doc, dict):
+        raise RegistryError(f"{path}: not a JSON object")
+    table: dict[str, list[str]] = {}
+    hub = doc.get("registry-mirrors") or []
+    per = doc.get("mirrors") or {}
+    if not isinstance(hub, list) or not isinstance(per, dict) or \
+            not all(isinstance(v, list) for v in per.values()):
+        raise RegistryError(f"{path}: registry-mirrors must be a list and mirrors an object "
+                            "of lists")
+    table.setdefault("docker.io", []).extend(str(m) for m in hub)
+    for registry, hosts in per.items():
+        table.setdefault(str(registry), []).extend(str(m) for m in hosts)
+    return mirror_table([(r, m) for r, ms in table.items() for m in ms])
+
+
+def mirror_table(pairs: list[tuple[str, str]]
+                 ) -> tuple[dict[str, tuple[str, ...]], frozenset[str]]:
+    """(registry, mirror) pairs, mirrors as host[:port] or URLs, to the
+    Options' table and the hosts named with http:// (plain http allowed)."""
+    table: dict[str, tuple[str, ...]] = {}
+    plain: set[str] = set()
+    for registry, mirror in pairs:
+        host = mirror
+        for scheme in ("https://", "http://"):
+            if host.startswith(scheme):
+                host = host[len(scheme):]
+                if scheme == "http://":
+                    plain.add(host.split("/")[0])
+        host = host.split("/")[0]
+        if not host:
+            raise RegistryError(f"{mirror!r} is not a registry mirror (host[:port] or URL)")
+        if host not in table.get(registry, ()):
+            table[registry] = (*table.get(registry, ()), host)
+    return table, frozenset(plain)

@@ -10,6 +10,7 @@ import binascii
 import json
 import os
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,10 +115,11 @@ def _helper_server(registry: str) -> str:
 
 
 def lookup(registry: str, repository: str, env: dict[str, str] | None = None,
-           ) -> Credentials | None:
-    """The first credentials any auth file gives for registry/repository."""
+           files: list[Path] | None = None) -> Credentials | None:
+    """The first credentials any auth file gives for registry/repository
+    (`files`, else the usual places)."""
     env = dict(os.environ) if env is None else env
-    for path in auth_files(env):
+    for path in auth_files(env) if files is None else files:
         try:
             doc = json.loads(path.read_text())
         except FileNotFoundError:
@@ -141,3 +143,82 @@ def lookup(registry: str, repository: str, env: dict[str, str] | None = None,
             if creds := run_helper(str(store), _helper_server(registry), env):
                 return creds
     return None
+
+
+def fixed(user_pass: str) -> Callable[[str, str], Credentials]:
+    """`USER:PASS` (as skopeo's --creds) for every registry of one command."""
+    user, _, password = user_pass.partition(":")
+    if not user:
+        raise AuthError("--creds: give USER[:PASSWORD]")
+    creds = Credentials(user, password)
+    return lambda registry, repository: creds
+
+
+def from_file(path: str) -> Callable[[str, str], Credentials | None]:
+    """Credentials from this auth file only (as skopeo's --authfile)."""
+    if not Path(path).is_file():
+        raise AuthError(f"{path}: no such auth file")
+    return lambda registry, repository: lookup(registry, repository, files=[Path(path)])
+
+
+def docker_config(env: dict[str, str] | None = None) -> Path:
+    """Where `docker login` writes: $DOCKER_CONFIG/config.json, else ~/.docker/config.json."""
+    env = dict(os.environ) if env is None else env
+    home = Path(env.get("HOME") or os.path.expanduser("~"))
+    return Path(env.get("DOCKER_CONFIG") or home / ".docker") / "config.json"
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        raise AuthError(f"{path}: unreadable auth file ({e})") from None
+    if not isinstance(doc, dict):
+        raise AuthError(f"{path}: not a JSON object")
+    return doc
+
+
+def _write_config(path: Path, doc: dict[str, Any]) -> None:
+    """Replaced whole, readable by its owner only (it holds passwords)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, indent="\t")
+            f.write("\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise AuthError(f"{path}: cannot write the auth file ({e.strerror})") from None
+
+
+def save(registry: str, creds: Credentials, path: Path | None = None) -> Path:
+    """Records the credentials for `registry` under `auths` as `docker login`
+    does (base64 user:password), keeping everything else in the file."""
+    path = path or docker_config()
+    doc = _read_config(path)
+    auths = doc.get("auths")
+    if not isinstance(auths, dict):
+        auths = doc["auths"] = {}
+    token = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
+    auths[_helper_server(registry)] = {"auth": token}
+    _write_config(path, doc)
+    return path
+
+
+def remove(registry: str, path: Path | None = None) -> bool:
+    """Forgets the credentials stored for `registry`; False if there were none."""
+    path = path or docker_config()
+    doc = _read_config(path)
+    auths = doc.get("auths")
+    if not isinstance(auths, dict):
+        return False
+    keys = [k for k in auths if _key_name(k) == registry]
+    for k in keys:
+        del auths[k]
+    if keys:
+        _write_config(path, doc)
+    return bool(keys)

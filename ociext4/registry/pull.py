@@ -1,11 +1,15 @@
-"""Pulling an image into the cache: resolve the reference, then fetch the
-layers a few at a time on threads while the caller may already read the ones
-that are in (`Pull.wait`), and tag the image in the cache's index.json once
-every blob is there.  `fetch_image` is the whole thing in one call."""
+"""Pulling an image into the cache: resolve the reference (from the cache
+when the pull policy allows and the tag is there), then fetch the layers a
+few at a time on threads while the caller may already read the ones that are
+in (`Pull.wait`), and tag the image in the cache's index.json once every blob
+is there.  A layer already cached is rehashed before it is handed over; a
+damaged one is quarantined and fetched again.  `fetch_image` is the whole
+thing in one call."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
@@ -14,9 +18,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
+from ..errors import CacheError, RegistryError, RegistryUnreachable
 from ..model import Image, Layer, Platform
 from ..reference import RegistryRef, parse_registry
-from ..store import Store, default_root
+from ..store import FROM_INDEX, Entry, PullPolicy, Store, default_root
 from .blobs import Cancelled, fetch_blob
 from .client import Options, RegistryClient
 from .manifests import ManifestSource, Resolved, resolve
@@ -34,7 +39,9 @@ class Progress(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class PulledImage:
-    """An image in the cache: an OCI layout, and its name and digest in it."""
+    """An image in the cache: an OCI layout, and its name and digest in it;
+    `index_digest` is the index (manifest list) the manifest was chosen from,
+    when the name led to one."""
     layout: Path
     name: str
     manifest_digest: str
@@ -54,17 +61,23 @@ class PulledImage:
 
 class Pull:
     """One pull; use as a context manager.  After `start()`, `image` is known
-    and layers download in the background."""
+    and layers download in the background.  `policy` (default: the options')
+    says whether a cached tag is looked up in the registry."""
 
     def __init__(self, ref: RegistryRef, store: Store, plat: Platform | None = None,
                  opts: Options | None = None, progress: Progress | None = None,
-                 jobs: int = JOBS) -> None:
+                 jobs: int = JOBS, policy: PullPolicy | None = None) -> None:
         self.ref, self.store, self.plat = ref, store, plat
         self.opts = opts or Options()
+        self.policy = policy or self.opts.pull
         self.progress = progress
+        self.warnings: list[str] = []
         self._jobs = jobs
-        self._client: RegistryClient | None = None
+        self._clients: dict[str, RegistryClient] = {}
         self._client_lock = threading.Lock()
+        # Mirrors first, then the registry itself: see _from_registry.
+        self._hosts = [*self.opts.mirrors.get(ref.registry, ()), ref.host]
+        self._host = self._hosts[0]
         self._cancel = threading.Event()
         self._pool: ThreadPoolExecutor | None = None
         self._futures: dict[str, Future[Path]] = {}
@@ -72,44 +85,133 @@ class Pull:
         self.resolved: Resolved | None = None
 
     def client(self) -> RegistryClient:
+        if self.policy is PullPolicy.NEVER:
+            raise RegistryError(f"{self.ref}: not all of it is in the cache "
+                                f"({self.store.root}), and the pull policy `never` forbids "
+                                "asking the registry")
+        return self._client_for(self._host)
+
+    def _client_for(self, host: str) -> RegistryClient:
         with self._client_lock:
-            if self._client is None:
-                self._client = RegistryClient(self.ref.host, self.ref.repository, self.opts)
-            return self._client
+            if host not in self._clients:
+                self._clients[host] = RegistryClient(host, self.ref.repository, self.opts)
+            return self._clients[host]
 
     @property
     def image(self) -> Image:
         assert self.resolved is not None, "Pull.start() first"
         return self.resolved.image
 
+    def _warn(self, text: str) -> None:
+        self.warnings.append(text)
+        if self.opts.warn is not None:
+            self.opts.warn(text)
+
     def __enter__(self) -> Pull:
         # Shared with other pulls, exclusive with prune: nothing fetched here
         # is swept before it is tagged.
         self._lock_cm = self.store.in_use()
         self._lock_cm.__enter__()
+        self.store.sweep()
         return self
 
     def resolve(self) -> Resolved:
         """Manifest and config only (fetched into the cache if missing)."""
         if self.resolved is None:
-            self.resolved = resolve(ManifestSource(self.client, self.store, self.ref), self.plat)
+            try:
+                self.resolved = self._resolve()
+            except RegistryError as e:
+                raise self._damage_report(e, None) from None
         return self.resolved
 
+    def _resolve(self) -> Resolved:
+        ref = self.ref
+        if ref.digest is not None:
+            return self._from_registry()
+        cached = self.store.lookup(ref.name, self.plat)
+        if cached is not None and self.policy is not PullPolicy.ALWAYS:
+            return self._from_cache(cached)
+        if cached is None and self.policy is PullPolicy.NEVER:
+            raise RegistryError(f"{ref.name}: not in the cache ({self.store.root}) for "
+                                f"{self.plat or Platform.host()}, and the pull policy `never` "
+                                "forbids asking the registry")
+        try:
+            return self._from_registry()
+        except RegistryError as e:
+            if cached is None or not (isinstance(e, RegistryUnreachable) or e.temporary):
+                raise
+            self._warn(f"{e}; using the cached {ref.name} ({cached.digest})")
+            return self._from_cache(cached)
+
+    def _from_registry(self) -> Resolved:
+        """Resolves through each mirror in turn, then the registry itself;
+        the first that answers serves the layers too."""
+        for host in self._hosts:
+            self._host = host
+            try:
+                return resolve(ManifestSource(self.client, self.store, self.ref), self.plat)
+            except RegistryError as e:
+                if host == self.ref.host or self.policy is PullPolicy.NEVER:
+                    raise
+                self._warn(f"mirror {host} failed ({e}); trying the next")
+        raise AssertionError("the registry itself is always the last host")
+
+    def _from_cache(self, entry: Entry) -> Resolved:
+        """The tagged image as the cache holds it: by its manifest digest, so
+        only what is missing (or damaged) is asked of the registry."""
+        by_digest = dataclasses.replace(self.ref, digest=entry.digest)
+        plat = Platform.parse(entry.platform)
+        res = resolve(ManifestSource(self.client, self.store, by_digest), plat)
+        # What the tag was resolved from when it was pulled: its index, its platform.
+        image = dataclasses.replace(res.image, platform=plat,
+                                    index_digest=entry.from_index or res.image.index_digest)
+        desc = dataclasses.replace(res.descriptor, platform=plat,
+                                   annotations={FROM_INDEX: image.index_digest}
+                                   if image.index_digest else {})
+        return dataclasses.replace(res, image=image, descriptor=desc)
+
+    def _damage_report(self, e: RegistryError, digest: str | None) -> Exception:
+        """A blob this pull found damaged and could not fetch again: say where
+        it was, what it is and how to fix it, rather than why the registry
+        could not help."""
+        if digest is None:
+            digest = next(iter(self.store.quarantined), None)
+        moved = self.store.quarantined.get(digest or "")
+        if digest is None or moved is None or isinstance(e, Cancelled):
+            return e
+        path = self.store.blob_path(digest)
+        return CacheError(f"{path}: the cached blob {digest} was damaged (moved to {moved}) "
+                          f"and could not be fetched again ({e}); fix it with "
+                          f"`ociext4 pull {self.ref}` once {self.ref.host} is reachable",
+                          path=str(path), digest=digest)
+
     def start(self) -> Image:
-        """Resolves, then starts fetching the layers that are not cached."""
+        """Resolves, then rehashes the layers that are cached and fetches the
+        others, bottom layer first."""
         image = self.resolve().image
-        cached = {lay.digest for lay in image.layers if self.store.has(lay.digest, lay.size)}
+        cached = {lay.digest for lay in image.layers
+                  if self.store.has(lay.digest, lay.size or None)}
         if self.progress is not None:
             self.progress.begin(image, cached)
-        missing = [lay for lay in image.layers if lay.digest not in cached]
-        if missing:
-            self._pool = ThreadPoolExecutor(max_workers=min(self._jobs, len(missing)),
+        todo = [lay for lay in image.layers if lay.digest not in self._futures]
+        if todo:
+            self._pool = ThreadPoolExecutor(max_workers=min(self._jobs, len(todo)),
                                             thread_name_prefix="ociext4-pull")
             # Bottom layer first: it is the one the unpack needs first.
-            for lay in missing:
+            for lay in todo:
                 if lay.digest not in self._futures:
-                    self._futures[lay.digest] = self._pool.submit(self._fetch, lay)
+                    job = self._check if lay.digest in cached else self._fetch
+                    self._futures[lay.digest] = self._pool.submit(job, lay)
         return image
+
+    def _check(self, layer: Layer) -> Path:
+        """A cached layer, rehashed; a damaged one is moved aside and fetched again."""
+        if self._cancel.is_set():
+            raise Cancelled(f"{self.ref}: layer {layer.digest}")
+        if self.store.verify(layer.digest, layer.size or None) is None \
+                and self.store.has(layer.digest):
+            return self.store.blob_path(layer.digest)
+        return self._fetch(layer)
 
     def _fetch(self, layer: Layer) -> Path:
         what = f"{self.ref}: layer {layer.digest}"
@@ -119,17 +221,29 @@ class Pull:
             if progress is not None:
                 progress.advance(layer.digest, n)
 
+        assert self.resolved is not None
+        urls = self.resolved.layer_urls.get(layer.digest, [])
         try:
-            assert self.resolved is not None
-            return fetch_blob(self.client(), self.store, layer.digest, layer.size or None,
-                              self.resolved.layer_urls.get(layer.digest, []), what, on_bytes,
-                              self._cancel)
-        except BaseException:
+            try:
+                return fetch_blob(self.client(), self.store, layer.digest, layer.size or None,
+                                  urls, what, on_bytes, self._cancel)
+            except RegistryError as e:
+                if self._host == self.ref.host or isinstance(e, Cancelled):
+                    raise
+                # A mirror that served the manifest may still lack a blob.
+                self._warn(f"mirror {self._host} failed ({e}); trying {self.ref.host}")
+                return fetch_blob(self._client_for(self.ref.host), self.store, layer.digest,
+                                  layer.size or None, urls, what, on_bytes, self._cancel)
+        except RegistryError as e:
             self._cancel.set()  # the pull has failed: stop the other downloads
+            raise self._damage_report(e, layer.digest) from None
+        except BaseException:
+            self._cancel.set()
             raise
 
     def wait(self, layer: Layer) -> None:
-        """Returns once the layer's blob is in the cache; raises the download's error."""
+        """Returns once the layer's blob is in the cache and checked; raises
+        the download's error."""
         fut = self._futures.get(layer.digest)
         if fut is not None:
             self._result(fut)
@@ -162,27 +276,39 @@ class Pull:
         self._cancel.set()
         if self._pool is not None:
             # On an error or an interrupt, a download stalled in a read must
-            # not hold the exit up until its timeout: leave it, drop its file.
+            # not hold the exit up until its timeout: leave it (what it has
+            # fetched stays in ingest/ for the next pull to resume).
             self._pool.shutdown(wait=typ is None, cancel_futures=True)
-            if typ is not None:
-                self.store.drop_own_ingest()
-        if self._client is not None and typ is None:
-            self._client.close()
+        if typ is None:
+            for client in self._clients.values():
+                client.close()
         if self._lock_cm is not None:
             self._lock_cm.__exit__(typ, exc, tb)
 
 
 def fetch_image(reference: str | RegistryRef, *, cache: str | Path | None = None,
                 platform: Platform | None = None, options: Options | None = None,
-                progress: Progress | None = None) -> PulledImage:
+                progress: Progress | None = None,
+                policy: PullPolicy | None = None) -> PulledImage:
     """Pulls what is missing of a registry image into the cache (an OCI
     layout) and returns where it is: what `ociext4 pull` does, for callers
     such as the VM runner (read it with `read_image(LocalRef("oci",
-    str(p.layout), digest=p.manifest_digest), ...)`)."""
+    str(p.layout), digest=p.manifest_digest), ...)`).  `policy` defaults to
+    the options' (`missing`: a cached tag is used as it is)."""
     ref = parse_registry(reference) if isinstance(reference, str) else reference
     store = Store(default_root(cache))
-    with Pull(ref, store, platform, options, progress) as pull:
+    with Pull(ref, store, platform, options, progress, policy=policy) as pull:
         pull.start()
         return pull.finish()
 
 
+def repair(store: Store, entry: Entry, options: Options | None = None) -> None:
+    """Fetches again whatever the cached image `entry` lacks (after `cache
+    verify` moved damaged blobs aside), by its manifest digest."""
+    ref = dataclasses.replace(parse_registry(entry.name.partition("@")[0]),
+                              digest=entry.digest)
+    plat = Platform.parse(entry.platform) if entry.platform else None
+    with Pull(ref, store, plat, options, policy=PullPolicy.MISSING) as pull:
+        pull.start()
+        for lay in pull.image.layers:
+            pull.wait(lay)

@@ -27,7 +27,8 @@ class Seen:
 @dataclass
 class Fault:
     # cut, 429, 500, corrupt, length, redirect, manifest, endless (a chunked body
-    # that never ends), silent (no answer at all), stall (headers, then nothing)
+    # that never ends), silent (no answer at all), stall (headers, then nothing),
+    # half-stall (half the blob, then nothing), 404 (a blob this server lacks)
     kind: str = "none"
     times: int = 1_000_000      # how many blob requests misbehave (then all is well)
     digest: str | None = None   # only this blob (default: any blob)
@@ -38,6 +39,11 @@ class Fault:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     proxy: FaultProxy
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.proxy.lock:
+            self.proxy.connections += 1
+        super().process_request(request, client_address)
 
 
 @dataclass
@@ -50,6 +56,7 @@ class FaultProxy:
     _servers: list[_Server] = field(default_factory=list)
     port: int = 0
     cdn_port: int = 0
+    connections: int = 0                           # accepted, on either port
     lock: threading.Lock = field(default_factory=threading.Lock)
     stopping: threading.Event = field(default_factory=threading.Event)
 
@@ -60,6 +67,7 @@ class FaultProxy:
     def set(self, kind: str = "none", **kw: Any) -> None:
         with self.lock:
             self.fault = Fault(kind, **kw)
+            self.connections = 0
             self.seen.clear()
             self.cdn_seen.clear()
             self._blobs.clear()
@@ -158,7 +166,7 @@ class _ProxyHandler(_Base):
                 pass  # the client hung up, as it should
             self.close_connection = True
             return
-        if kind in ("429", "500"):
+        if kind in ("429", "500", "404"):
             seen.status = int(kind)
             extra = [("Retry-After", "1")] if kind == "429" else []
             self._send(int(kind), [("Content-Type", "text/plain"), *extra], b"try later\n")
@@ -192,6 +200,13 @@ class _ProxyHandler(_Base):
             return
         if kind == "stall":
             self._head(status, rheaders, len(body))
+            self.wfile.flush()
+            p.stopping.wait(60)
+            self.close_connection = True
+            return
+        if kind == "half-stall":
+            self._head(status, rheaders, len(body))
+            self.wfile.write(body[:len(body) // 2])
             self.wfile.flush()
             p.stopping.wait(60)
             self.close_connection = True
