@@ -9,6 +9,7 @@ from typing import Any
 
 from ociext4 import api
 from ociext4.model import CONFIG_KEYS
+from ociext4.store import PullPolicy
 
 from .registryopts import add_platform_option, add_registry_options, registry_kwargs
 
@@ -30,7 +31,7 @@ def add_inspect(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                    help="print the manifest or index the reference names, as the registry "
                         "served it")
     add_registry_options(p)
-    p.set_defaults(run=run_inspect)
+    p.set_defaults(run=run_inspect, pull=PullPolicy.ALWAYS)  # as skopeo inspect
 
 
 def describe(result: api.InspectResult) -> dict[str, Any]:
@@ -54,7 +55,7 @@ def describe(result: api.InspectResult) -> dict[str, Any]:
 
 
 def run_inspect(args: argparse.Namespace, started: float) -> int:
-    result = api.inspect(args.reference, platform=args.platform,
+    result = api.inspect(args.reference, platform=args.platform, policy=args.pull,
                          **registry_kwargs(args, args.reference))
     if args.raw:
         if not result.raw:

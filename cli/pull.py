@@ -7,8 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from ociext4 import api
 from ociext4.errors import SourceError
-from ociext4.reference import parse_registry
 from ociext4.store import PullPolicy
 
 from .pullprogress import DownloadBars
@@ -17,7 +17,6 @@ from .registryopts import (
     add_registry_options,
     options_from,
     show_progress,
-    store_from,
 )
 
 
@@ -40,18 +39,14 @@ def add_pull(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run_pull(args: argparse.Namespace, started: float) -> int:
-    from ociext4.registry import Pull  # only here: see registryopts.options_from
-
-    ref = parse_registry(args.reference)
-    store = store_from(args)
-    with DownloadBars(show_progress(args)) as bars, \
-            Pull(ref, store, args.platform, options_from(args), bars) as pull:
-        image = pull.start()
-        pulled = pull.finish()
+    with DownloadBars(show_progress(args)) as bars:
+        pulled = api.pull(args.reference, platform=args.platform, cache=args.cache,
+                          registry=options_from(args), progress=bars, policy=args.pull)
+    image = pulled.image
     if args.digestfile:
         write_digestfile(args.digestfile, pulled.manifest_digest)
     if not args.quiet:
-        size = sum(lay.size for lay in image.layers)
+        size = image.size
         if pulled.index_digest:
             print(f"{pulled.name}: index {pulled.index_digest}", file=sys.stderr)
         print(f"{pulled.name}: {pulled.manifest_digest} ({pulled.platform or 'no platform'}, "

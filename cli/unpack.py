@@ -38,6 +38,8 @@ def add_unpack(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                         "or with --stats=json a JSON document on stdout")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: only when stderr is a terminal)")
+    p.add_argument("--digestfile", metavar="FILE",
+                   help="write the manifest digest to FILE (as skopeo copy --digestfile)")
     add_registry_options(p)
     p.set_defaults(run=run_unpack)
 
@@ -66,6 +68,10 @@ def run_unpack(args: argparse.Namespace, started: float) -> int:
         result = api.unpack(args.source, args.output, platform=args.platform,
                             limits=limits_from(args), progress=Bars(downloads, layers),
                             **image_kwargs(args), **registry_kwargs(args, args.source))
+    if args.digestfile:
+        from .pull import write_digestfile
+
+        write_digestfile(args.digestfile, result.manifest_digest)
     if args.stats:
         report(args.stats, result)
     return 0

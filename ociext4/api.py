@@ -25,6 +25,7 @@ from .source import ImageSource
 if TYPE_CHECKING:
     from .registry import Options as RegistryOptions
     from .registry import PulledImage
+    from .store import PullPolicy
 
 PathLike = str | os.PathLike[str]
 
@@ -220,28 +221,36 @@ def mkfs(source: PathLike, output: PathLike, *, size: int | None = None,
 
 def pull(reference: str, *, platform: str | Platform | None = None,
          cache: PathLike | None = None, registry: RegistryOptions | None = None,
-         progress: Progress | None = None) -> PulledImage:
+         progress: Progress | None = None, policy: PullPolicy | str = "always"
+         ) -> PulledImage:
     """Fetches what is missing of a registry image into the blob cache (an
-    OCI layout) and returns where it is and its digests."""
+    OCI layout) and returns where it is and its digests.  `policy` is
+    docker's `--pull`: `always` asks the registry what the tag is now (the
+    cached image if it cannot be reached, with a warning), `missing` uses a
+    cached tag as it is, `never` never asks."""
     from .reference import parse_registry
     from .registry import RegistryImage
-    from .store import Store, default_root
+    from .store import PullPolicy, Store, default_root
 
     with RegistryImage(parse_registry(reference), Store(default_root(cache)), registry,
-                       progress) as src:
+                       progress, PullPolicy(policy)) as src:
         src.open(as_platform(platform))
         return src.finish()
 
 
 def inspect(reference: str, *, platform: str | Platform | None = None,
-            cache: PathLike | None = None, registry: RegistryOptions | None = None
-            ) -> InspectResult:
+            cache: PathLike | None = None, registry: RegistryOptions | None = None,
+            policy: PullPolicy | str = "always") -> InspectResult:
     """What a reference resolves to for a platform; no layer is read or
-    downloaded (a registry's manifests and config are kept in the cache)."""
+    downloaded (a registry's manifests and config are kept in the cache).
+    As skopeo inspect, a tag is asked of the registry (`policy`, as pull's)."""
+    from .sources.select import open_source
+    from .store import PullPolicy
+
     want = as_platform(platform)
     ref = parse_reference(reference)
     name = ref.name if isinstance(ref, RegistryRef) else reference
-    with open_image_source(ref, cache=cache, registry=registry) as src:
+    with open_source(ref, cache=cache, registry=registry, policy=PullPolicy(policy)) as src:
         resolve = getattr(src, "resolve", src.open)
         try:
             image = resolve(want)

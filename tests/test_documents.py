@@ -8,6 +8,7 @@ gets the same in tests/registry/test_registry_documents.py.)"""
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import tempfile
 from pathlib import Path
@@ -167,3 +168,10 @@ def test_a_platform_the_image_lacks_is_refused_listing_what_it_has(tmp_path):
     assert proc.stderr.strip() == (f"ociext4: error: {src}: no manifest for linux/arm64 "
                                    "(has: linux/amd64)")
     ociext4("unpack", f"oci:{src}", tmp_path / "o.img", "--platform", "AMD64")
+
+
+def test_unpack_writes_the_manifest_digest_to_the_digestfile(tmp_path):
+    src = oci_layout(tmp_path / "layout", "none", Mutation(("x",), "drop"))
+    ociext4("unpack", f"oci:{src}", tmp_path / "o.img", "--digestfile", tmp_path / "d")
+    desc = json.loads((src / "index.json").read_text())["manifests"][0]
+    assert (tmp_path / "d").read_text() == desc["digest"]

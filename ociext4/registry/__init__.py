@@ -1,7 +1,7 @@
 """The distribution-spec client: auth, manifests, blobs, pulls into the cache."""
 
 from .client import Options
-from .pull import Pull, PulledImage, fetch_image
+from .pull import Pull, PulledImage
 from .source import RegistryImage
 
-__all__ = ["Options", "Pull", "PulledImage", "RegistryImage", "fetch_image"]
+__all__ = ["Options", "Pull", "PulledImage", "RegistryImage"]

@@ -21,7 +21,7 @@ from typing import Protocol
 from ..errors import CacheError, RegistryError, RegistryUnreachable
 from ..model import Image, Layer, Platform
 from ..reference import RegistryRef, parse_registry
-from ..store import FROM_INDEX, Entry, PullPolicy, Store, default_root
+from ..store import FROM_INDEX, Entry, PullPolicy, Store
 from .blobs import Cancelled, fetch_blob
 from .client import Options, RegistryClient
 from .manifests import ManifestSource, Resolved, resolve
@@ -284,22 +284,6 @@ class Pull:
                 client.close()
         if self._lock_cm is not None:
             self._lock_cm.__exit__(typ, exc, tb)
-
-
-def fetch_image(reference: str | RegistryRef, *, cache: str | Path | None = None,
-                platform: Platform | None = None, options: Options | None = None,
-                progress: Progress | None = None,
-                policy: PullPolicy | None = None) -> PulledImage:
-    """Pulls what is missing of a registry image into the cache (an OCI
-    layout) and returns where it is: what `ociext4 pull` does, for callers
-    such as the VM runner (read it with `read_image(LocalRef("oci",
-    str(p.layout), digest=p.manifest_digest), ...)`).  `policy` defaults to
-    the options' (`missing`: a cached tag is used as it is)."""
-    ref = parse_registry(reference) if isinstance(reference, str) else reference
-    store = Store(default_root(cache))
-    with Pull(ref, store, platform, options, progress, policy=policy) as pull:
-        pull.start()
-        return pull.finish()
 
 
 def repair(store: Store, entry: Entry, options: Options | None = None) -> None:

@@ -12,17 +12,18 @@ from ..model import Image, Platform
 from ..ocilayout import layer_blobs
 from ..reference import RegistryRef
 from ..source import SourceBase
-from ..store import Store
+from ..store import PullPolicy, Store
 from .client import Options
 from .pull import Progress, Pull, PulledImage
 
 
 class RegistryImage(SourceBase):
     def __init__(self, ref: RegistryRef, store: Store, options: Options | None = None,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, policy: PullPolicy | None = None) -> None:
+        """`policy` overrides the options' pull policy (by default `missing`)."""
         self.ref, self.store = ref, store
         self.name = str(ref)
-        self._pull = Pull(ref, store, None, options, progress)
+        self._pull = Pull(ref, store, None, options, progress, policy=policy)
         self._entered = False
         self.pulled: PulledImage | None = None
 

@@ -12,11 +12,13 @@ from ..source import ImageSource
 if TYPE_CHECKING:
     from ..registry import Options
     from ..registry.pull import Progress as PullProgress
+    from ..store import PullPolicy
 
 
 def open_source(reference: str | LocalRef | RegistryRef, *,
                 cache: str | Path | None = None, registry: Options | None = None,
-                progress: PullProgress | None = None) -> ImageSource:
+                progress: PullProgress | None = None,
+                policy: PullPolicy | None = None) -> ImageSource:
     """An image source for `oci:DIR[:TAG|@DIGEST]`, `docker-archive:FILE[:NAME:TAG|:@N]`
     or a registry name (pulled into the blob cache at `cache` as it is read)."""
     ref = parse_reference(reference) if isinstance(reference, str) else reference
@@ -25,7 +27,7 @@ def open_source(reference: str | LocalRef | RegistryRef, *,
         from ..registry import RegistryImage
         from ..store import Store, default_root
 
-        return RegistryImage(ref, Store(default_root(cache)), registry, progress)
+        return RegistryImage(ref, Store(default_root(cache)), registry, progress, policy)
     if ref.transport == "docker-archive":
         from ..dockerarchive import DockerArchive
 
