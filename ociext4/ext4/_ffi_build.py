@@ -5,7 +5,8 @@ from pathlib import Path
 from cffi import FFI
 
 CSRC = Path(__file__).resolve().parents[2] / "csrc"
-SOURCES = ["writer.c", "commit.c", "crc32c.c", "dirhash.c", "tar.c"]
+SOURCES = ["writer.c", "commit.c", "extents.c", "dirs.c", "xattrs.c", "inodes.c", "journal.c",
+           "layout.c", "groups.c", "super.c", "crc32c.c", "dirhash.c", "tar.c"]
 HEADERS = ["writer.h", "tar.h"]
 
 
