@@ -42,6 +42,10 @@ static int start(oe_ctx *c, oe_writer *w, const oe_commit_params *params,
     if (params->journal_blocks &&
         (params->journal_blocks < MIN_JOURNAL_BLOCKS || params->journal_blocks > MAX_JOURNAL_BLOCKS))
         return oe_fail(w, "journal of %u blocks out of range", params->journal_blocks);
+    if (params->timestamp < 0 || params->timestamp > OE_MAX_TIME)
+        return oe_fail(w, "timestamp %lld is outside ext4's range for the superblock and "
+                       "journal times (0 to %lld, 1970 to 2446)",
+                       (long long)params->timestamp, (long long)OE_MAX_TIME);
     c->csum_seed = oe_crc32c(0xFFFFFFFFu, params->uuid, sizeof params->uuid);
     for (int i = 0; i < 4; i++)
         c->hash_seed[i] = get32(params->hash_seed + 4 * i);

@@ -11,6 +11,10 @@
 #define OE_EXTRA_ISIZE (OE_IBODY_START - EXT4_GOOD_OLD_INODE_SIZE)
 #define OE_I_BLOCK_BYTES EXT4_FIELD_SIZE(ext4_inode, i_block)
 
+/* ext4's last second in an inode: a signed 32-bit low word plus two epoch
+ * bits (2446-05-10). */
+#define OE_MAX_TIME ((3ll << 32) + INT32_MAX)
+
 /* What an inode will say about the blocks built for it in pass A. */
 typedef struct {
     uint8_t iblock[OE_I_BLOCK_BYTES];

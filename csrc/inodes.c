@@ -151,13 +151,12 @@ int oe_build_inode(oe_ctx *c, uint32_t k)
     return 0;
 }
 
-/* ext4 reaches (3 << 32) + INT32_MAX seconds: a signed 32-bit low word plus
- * two epoch bits.  Bounds come first so the arithmetic cannot overflow. */
+/* Bounds come first so the arithmetic cannot overflow. */
 static int put_time(uint8_t *b, size_t off, size_t extra_off, int64_t sec, uint32_t nsec)
 {
     uint32_t lo;
     int64_t epoch;
-    if (sec < INT32_MIN || sec > (3ll << 32) + INT32_MAX || nsec > 999999999u)
+    if (sec < INT32_MIN || sec > OE_MAX_TIME || nsec > 999999999u)
         return -1;
     lo = (uint32_t)sec;
     epoch = (sec - (int64_t)(int32_t)lo) >> 32;
@@ -195,12 +194,13 @@ static int fill_inode(oe_ctx *c, uint8_t *b, uint32_t ino, const oe_inode *in)
             PUT_TIME(b, crtime, in->crtime_sec, in->crtime_nsec))
             return oe_fail(c->w, "inode %u: timestamp outside ext4's range (1901-2446)", ino);
     } else if (ino == EXT4_JOURNAL_INO && c->p->journal_blocks) {
+        int64_t t = c->p->timestamp;
         INODE_SET(b, i_mode, S_IFREG | 0600);
         INODE_SET(b, i_links_count, 1);
-        PUT_TIME(b, atime, c->p->timestamp, 0);
-        PUT_TIME(b, ctime, c->p->timestamp, 0);
-        PUT_TIME(b, mtime, c->p->timestamp, 0);
-        PUT_TIME(b, crtime, c->p->timestamp, 0);
+        if (PUT_TIME(b, atime, t, 0) || PUT_TIME(b, ctime, t, 0) || PUT_TIME(b, mtime, t, 0) ||
+            PUT_TIME(b, crtime, t, 0))
+            return oe_fail(c->w, "journal: timestamp %lld outside ext4's range (1901-2446)",
+                           (long long)t);
     }
     INODE_SET(b, i_size_lo, (uint32_t)o->size);
     INODE_SET(b, i_size_high, (uint32_t)(o->size >> 32));

@@ -16,7 +16,9 @@ static void fill_super(const oe_ctx *c, uint8_t *s, const oe_layout *L, uint64_t
                        uint64_t free_inodes, uint16_t group)
 {
     const oe_commit_params *p = c->p;
-    uint32_t t = p->timestamp < 0 ? 0 : p->timestamp > UINT32_MAX ? UINT32_MAX : (uint32_t)p->timestamp;
+    /* oe_commit checked it is in 0..OE_MAX_TIME; past 2106 the high bits go
+     * to the *_hi bytes. */
+    uint64_t t = (uint64_t)p->timestamp;
 
     memset(s, 0, sizeof(struct ext4_super_block));
     SB_SET(s, s_inodes_count, (uint32_t)(L->groups * L->ipg));
@@ -29,12 +31,14 @@ static void fill_super(const oe_ctx *c, uint8_t *s, const oe_layout *L, uint64_t
     SB_SET(s, s_blocks_per_group, OE_BLOCKS_PER_GROUP);
     SB_SET(s, s_clusters_per_group, OE_BLOCKS_PER_GROUP);
     SB_SET(s, s_inodes_per_group, L->ipg);
-    SB_SET(s, s_wtime, t);
+    SB_SET(s, s_wtime, (uint32_t)t);
+    SB_SET(s, s_wtime_hi, t >> 32);
     SB_SET(s, s_max_mnt_count, EXT4_MAX_MNT_COUNT_NONE);
     SB_SET(s, s_magic, EXT4_SUPER_MAGIC);
     SB_SET(s, s_state, EXT4_VALID_FS);
     SB_SET(s, s_errors, EXT4_ERRORS_CONTINUE);
-    SB_SET(s, s_lastcheck, t);
+    SB_SET(s, s_lastcheck, (uint32_t)t);
+    SB_SET(s, s_lastcheck_hi, t >> 32);
     SB_SET(s, s_creator_os, EXT4_OS_LINUX);
     SB_SET(s, s_rev_level, EXT4_DYNAMIC_REV);
     SB_SET(s, s_first_ino, OE_FIRST_INO);
@@ -49,7 +53,8 @@ static void fill_super(const oe_ctx *c, uint8_t *s, const oe_layout *L, uint64_t
     SB_SET(s, s_def_hash_version, DX_HASH_HALF_MD4);
     SB_SET(s, s_desc_size, OE_DESC_SIZE);
     SB_SET(s, s_default_mount_opts, EXT4_DEFM_XATTR_USER | EXT4_DEFM_ACL);
-    SB_SET(s, s_mkfs_time, t);
+    SB_SET(s, s_mkfs_time, (uint32_t)t);
+    SB_SET(s, s_mkfs_time_hi, t >> 32);
     if (p->journal_blocks) {
         const oe_ino_out *j = &c->out[EXT4_JOURNAL_INO];
         uint8_t *jnl = EXT4_PTR(ext4_super_block, s, s_jnl_blocks);

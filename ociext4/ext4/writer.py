@@ -62,6 +62,7 @@ class Ext4Writer:
         self.options = options or Ext4Options()
         if self.options.size is not None and self.options.size < 1 << 20:
             raise ImageError(f"{self.path}: size {self.options.size} is below 1 MiB")
+        planning.check_timestamp(self.options.timestamp)
         # A given size is also the limit, so a source that cannot fit fails
         # early instead of after streaming all of its data.
         max_bytes = self.options.size or self.options.max_size
