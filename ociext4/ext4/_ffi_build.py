@@ -6,8 +6,8 @@ from cffi import FFI
 
 CSRC = Path(__file__).resolve().parents[2] / "csrc"
 SOURCES = ["writer.c", "commit.c", "extents.c", "dirs.c", "xattrs.c", "inodes.c", "journal.c",
-           "layout.c", "groups.c", "super.c", "crc32c.c", "dirhash.c", "tar.c"]
-HEADERS = ["writer.h", "tar.h"]
+           "layout.c", "groups.c", "super.c", "crc32c.c", "dirhash.c", "tar.c", "boundary.c"]
+HEADERS = ["writer.h", "tar.h", "boundary.h"]
 
 
 def _cdef() -> str:
@@ -20,7 +20,7 @@ ffibuilder = FFI()
 ffibuilder.cdef(_cdef())
 ffibuilder.set_source(
     "ociext4.ext4._writer",
-    '#include "writer.h"\n#include "tar.h"',
+    "".join(f'#include "{name}"\n' for name in HEADERS),
     # setuptools wants paths relative to setup.py, which sits beside csrc/.
     sources=[f"csrc/{name}" for name in SOURCES],
     include_dirs=["csrc"],
