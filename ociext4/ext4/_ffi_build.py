@@ -1,5 +1,6 @@
 """Builds ociext4.ext4._writer from csrc/ (cffi API mode, out of line)."""
 
+import os
 from pathlib import Path
 
 from cffi import FFI
@@ -8,6 +9,11 @@ CSRC = Path(__file__).resolve().parents[2] / "csrc"
 SOURCES = ["writer.c", "commit.c", "extents.c", "dirs.c", "xattrs.c", "inodes.c", "journal.c",
            "layout.c", "groups.c", "super.c", "crc32c.c", "dirhash.c", "tar.c", "boundary.c"]
 HEADERS = ["writer.h", "tar.h", "boundary.h"]
+# Warnings fail the build in CI (.ci/run sets CI=true) and when
+# OCIEXT4_WERROR=1; an install elsewhere, on a compiler the project was never
+# built with, only shows them.  setup.py uses the same flags for the guest init.
+WERROR = os.environ.get("CI") == "true" or os.environ.get("OCIEXT4_WERROR") == "1"
+WARNINGS = ["-Wall", "-Wextra", *(["-Werror"] if WERROR else [])]
 
 
 def _cdef() -> str:
@@ -24,7 +30,7 @@ ffibuilder.set_source(
     # setuptools wants paths relative to setup.py, which sits beside csrc/.
     sources=[f"csrc/{name}" for name in SOURCES],
     include_dirs=["csrc"],
-    extra_compile_args=["-std=c99", "-O2", "-Wall", "-Wextra"],
+    extra_compile_args=["-std=c99", "-O2", *WARNINGS],
 )
 
 if __name__ == "__main__":
