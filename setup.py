@@ -2,6 +2,7 @@
 # build_ext also compiles the guest's init (csrc/init/init.c) into a static
 # binary that ships as package data (ociext4/vm/ociext4-init).
 import os
+import runpy
 import subprocess
 from pathlib import Path
 
@@ -10,6 +11,9 @@ from setuptools.command.build_ext import build_ext
 
 INIT_SOURCE = "csrc/init/init.c"
 INIT_TARGET = ("ociext4", "vm", "ociext4-init")
+# The C core's warning flags (-Werror in CI), read from its build script by
+# path: importing the package would need the extension this builds.
+WARNINGS = runpy.run_path("ociext4/ext4/_ffi_build.py")["WARNINGS"]
 
 
 class build_ext_with_init(build_ext):
@@ -19,7 +23,7 @@ class build_ext_with_init(build_ext):
         target = base.joinpath(*INIT_TARGET)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + ".partial")
-        cmd = [os.environ.get("CC", "gcc"), "-static", "-std=c99", "-O2", "-Wall", "-Wextra",
+        cmd = [os.environ.get("CC", "gcc"), "-static", "-std=c99", "-O2", *WARNINGS,
                "-s", "-o", str(tmp), INIT_SOURCE]
         try:
             subprocess.run(cmd, check=True)

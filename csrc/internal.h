@@ -4,15 +4,18 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include "ext4_format.h"
 #include "writer.h"
 
+/* The geometry this writer always uses (mke2fs's defaults for a file
+ * system of this kind). */
 #define OE_BLOCK_SIZE 4096u
 #define OE_LOG_BLOCK 2u            /* 1024 << 2 */
-#define OE_BLOCKS_PER_GROUP 32768u
+#define OE_BLOCKS_PER_GROUP 32768u /* one block of bitmap */
 #define OE_INODE_SIZE 256u
-#define OE_DESC_SIZE 64u
-#define OE_FIRST_INO 11u
-#define OE_MAX_EXTENT_LEN 32768u   /* initialized extents */
+#define OE_DESC_SIZE ((uint32_t)EXT4_MIN_DESC_SIZE_64BIT)
+#define OE_FIRST_INO ((uint32_t)EXT4_GOOD_OLD_FIRST_INO)
+#define OE_MAX_EXTENT_LEN EXT_INIT_MAX_LEN
 #define OE_BUF_BLOCKS 2048u        /* 8 MiB of sequential output */
 #define OE_DIRECT_MIN (64u << 10)  /* shorter pieces are gathered in the buffer */
 

@@ -16,13 +16,13 @@ from typing import Any, BinaryIO
 from .compression import decompressed
 from .errors import SourceError
 from .ext4._writer import ffi, lib
+from .ext4.records import TAR_ENTRY
 from .ext4.writer import Ext4Writer
 from .hashing import BackgroundHash
 from .prefetch import Prefetch
 
 CHUNK = 1 << 20
-_ENTRY = struct.Struct("<IIQQqqIIIIIIQQIIQQqQ")
-assert _ENTRY.size == ffi.sizeof("oe_tar_entry")
+_ENTRY = TAR_ENTRY.struct  # field by field as C lays it out (checked at import)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import ImageError
+
 BLOCK_SIZE = 4096
 INODE_RATIO = 16384            # bytes of free space per spare inode, as mke2fs
 MIN_FREE_BYTES = 64 << 20
@@ -16,6 +18,9 @@ DEFAULT_MAX_BYTES = 1 << 40    # group-descriptor room kept for growth up to 1 T
 # ext4's time range: 32 signed bits plus two epoch bits of seconds.
 MIN_TIME_NS = -(1 << 31) * 10**9
 MAX_TIME_NS = ((1 << 34) - (1 << 31)) * 10**9 - 1
+# The image's own times (superblock, journal inode): whole seconds from 1970
+# to ext4's last second, 2446-05-10 22:38:55 UTC.
+MAX_TIMESTAMP = MAX_TIME_NS // 10**9
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +73,14 @@ def plan(*, used_blocks: int, entries: int, size: int | None, free: int | None,
         min_inodes=entries + 10 + spare_inodes,
         journal_blocks=journal_blocks_for(total) if journal else 0,
     )
+
+
+def check_timestamp(seconds: int) -> None:
+    """Refuses an image timestamp ext4 cannot store, rather than storing
+    another one: the C writer would refuse it only after all the data."""
+    if not 0 <= seconds <= MAX_TIMESTAMP:
+        raise ImageError(f"timestamp {seconds} is outside ext4's range for the image's times "
+                         f"(0 to {MAX_TIMESTAMP}, 1970-01-01 to 2446-05-10)")
 
 
 # e2fsck reads times from 2310-04-04 to 2378-04-22 (epoch bits 3, the low

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import struct
 import uuid as uuidlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +18,14 @@ from ..errors import ImageError, SourceError
 from ..output import Output
 from ..tree import S_IFDIR, S_IFLNK, S_IFREG, Inode, new_dir
 from . import plan as planning
+from . import records
 from . import xattrs as xattr_codec
 from ._writer import ffi, lib
 
 CHUNK = 1 << 20
-_INODE = struct.Struct("<4I4q4IQq2IQ2IQ4I")
-_DIRENT = struct.Struct("<QII")
-assert _INODE.size == ffi.sizeof("oe_inode") and _DIRENT.size == ffi.sizeof("oe_dirent")
+# Field by field as C lays them out (checked when .records is imported).
+_INODE = records.INODE.struct
+_DIRENT = records.DIRENT.struct
 LOST_FOUND = b"lost+found"
 
 
@@ -62,6 +62,7 @@ class Ext4Writer:
         self.options = options or Ext4Options()
         if self.options.size is not None and self.options.size < 1 << 20:
             raise ImageError(f"{self.path}: size {self.options.size} is below 1 MiB")
+        planning.check_timestamp(self.options.timestamp)
         self._out = Output(self.path)
         self._fd: int | None = self._out.fd
         try:

@@ -17,9 +17,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 CSRC = ROOT / "csrc"
+# The writer as ociext4/ext4/_ffi_build.py compiles it (SOURCES there).
+WRITER = ["writer.c", "commit.c", "extents.c", "dirs.c", "xattrs.c", "inodes.c", "journal.c",
+          "layout.c", "groups.c", "super.c", "crc32c.c", "dirhash.c"]
 SOURCES = {
-    "tar": ["tar.c", "writer.c", "commit.c", "crc32c.c", "dirhash.c"],
-    "commit": ["writer.c", "commit.c", "crc32c.c", "dirhash.c"],
+    "tar": ["tar.c", *WRITER],
+    "commit": WRITER,
 }
 REGRESSIONS = HERE / "regressions"
 
