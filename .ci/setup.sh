@@ -91,6 +91,11 @@ quiet "apt-get update" apt_update
 quiet "apt-get install ${apt_packages[*]}" \
     apt-get install -y -q --no-install-recommends "${apt_packages[@]}"
 
+# pip builds in its own environment; a rebuild in place after changing csrc/
+# (python3 setup.py build_ext --inplace) uses this one, which needs a
+# setuptools that reads pyproject.toml's SPDX license.
+quiet "pip install setuptools>=77" \
+    python3 -m pip install -q --root-user-action=ignore 'setuptools>=77'
 quiet "pip install -e .[test]" \
     python3 -m pip install -q --root-user-action=ignore -e '.[test]'
 # pyenv only sees new console scripts (ociext4) after a rehash.
