@@ -356,13 +356,14 @@ def test_a_full_disk_at_each_stage_fails_in_one_line_leaving_no_temporary_file(
 def test_a_hundred_layers_get_a_total_and_a_few_bars_not_a_hundred():
     from ociext4_cli.pullprogress import MAX_BARS, DownloadBars
 
-    from ociext4.ocilayout import Image, Layer
+    from ociext4.model import ContainerConfig, Image, ImageConfig, Layer
 
-    layers = [Layer(f"sha256:{i:064x}", 1000, "application/vnd.oci.image.layer.v1.tar", "")
-              for i in range(100)]
+    layers = tuple(Layer(f"sha256:{i:064x}", 1000, "application/vnd.oci.image.layer.v1.tar", "")
+                   for i in range(100))
+    config = ImageConfig("linux", "amd64", "", None, ContainerConfig(), ())
     most = 0
     with DownloadBars(True) as bars:
-        bars.begin(Image("sha256:" + "0" * 64, {}, layers), set())
+        bars.begin(Image("sha256:" + "0" * 64, "", "sha256:" + "1" * 64, config, layers), set())
         # Three downloads at a time, each in two halves, interleaved.
         for start in range(0, 100, 3):
             group = layers[start:start + 3]
