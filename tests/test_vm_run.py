@@ -189,11 +189,19 @@ def test_timeout_stops_the_vm_with_125(bb_img):
 # ------------------------------------------------------- the image file
 
 
-def test_image_is_unchanged_without_rw(bb_img):
+def test_default_root_is_writable_and_its_writes_leave_the_image_unchanged(bb_img):
     before = sha256(bb_img)
-    p = run(*TCG, bb_img, "--", "sh", "-c", "echo new > /data/new")
-    assert p.returncode != 0 and "Read-only file system" in p.stderr
+    p = run(*TCG, "-w", "/new/work dir", bb_img, "--", "sh", "-c",
+            "echo new > /data/new && touch /root/x && mkdir -p /var/lib/foo && "
+            "echo t > /tmp/t && cat /data/new /tmp/t && pwd")
+    assert (p.returncode, p.stdout, p.stderr) == (0, "new\nt\n/new/work dir\n", "")
     assert sha256(bb_img) == before
+
+
+def test_read_only_root_refuses_writes_but_has_its_tmpfs(bb_img):
+    p = run(*TCG, "--read-only", bb_img, "--", "sh", "-c",
+            "echo t > /tmp/t && cat /tmp/t; echo new > /data/new")
+    assert p.returncode != 0 and p.stdout == "t\n" and "Read-only file system" in p.stderr
 
 
 @pytest.mark.needs_root_loop
