@@ -71,9 +71,9 @@ def test_sweep_removes_only_unlocked_directories_old_enough(tmp_path, monkeypatc
     for d in (dead, young):
         d.mkdir()
         (d / rundir.LOCK).touch()
-    os.utime(dead, (now - 100, now - 100))
     with rundir.run_directory() as live:
         assert live.parent == tmp_path
+        os.utime(dead, (now - 100, now - 100))
         os.utime(live, (now - 100, now - 100))   # old, but its run holds the lock
         assert rundir.sweep(tmp_path, now) == [dead]
         assert live.exists() and young.exists()
