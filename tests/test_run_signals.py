@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from cli_helpers import OCIEXT4
+from support.fscheck import e2fsck_clean
 
 # The boot tests' fixtures (images built once per session) live with them.
 from test_vm_run import TCG, bb_img, bb_layout, private_cache, run  # noqa: F401
@@ -78,3 +79,16 @@ def test_sweep_removes_only_unlocked_directories_old_enough(tmp_path, monkeypatc
         assert rundir.sweep(tmp_path, now) == [dead]
         assert live.exists() and young.exists()
     assert not live.exists()
+
+
+def test_sigterm_to_a_rw_run_lets_the_guest_unmount_and_leaves_a_clean_image(bb_img, tmp_path):
+    img = tmp_path / "rw.img"
+    subprocess.run(["cp", "--sparse=always", str(bb_img), str(img)], check=True)
+    proc = start("--rw", img, "--", "sh", "-c",
+                 'echo kept > /data/kept; echo ready; sleep 100 & wait')
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"ready\n"
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate()
+    assert proc.returncode == 128 + signal.SIGTERM   # sh has no trap: TERM killed it
+    e2fsck_clean(img)   # the journal was not left needing recovery

@@ -19,9 +19,9 @@ from ociext4.vm.kernel import find_kernel
 from ociext4.vm.modules import module_name, parse_builtin, parse_dep, read_module, resolve
 from ociext4.vm.qemu import Channels, Share, VmSpec, command_line, kernel_cmdline
 from ociext4.vm.relay import Outcome, Status, parse_status
-from ociext4.vm.runner import exit_code
+from ociext4.vm.runner import exit_code, settings_for
 from ociext4.vm.settings import Overrides, SettingsError, guest_settings, merge_env
-from ociext4.vm.spec import Publish
+from ociext4.vm.spec import Publish, RunSpec, Volume
 
 # ---------------------------------------------------------------- cpio
 
@@ -308,3 +308,27 @@ def test_status_frames_parse_and_map_to_docker_exit_codes():
     assert code == 125 and "Kernel panic" in why
     code, why = exit_code(out(Status("exit", 0), timed_out=True))
     assert code == 125 and "timed out" in why
+
+
+# ------------------------------------------------------- run settings
+
+
+def test_run_settings_tell_the_init_the_root_mode_network_volumes_and_etc_files():
+    spec = RunSpec(command=("ls",), hostname="box", interactive=True, tty=True,
+                   volumes=(Volume(Path("/h"), "/data", True),), tmpfs=("/scratch",))
+    s = settings_for({}, spec, winsize=(30, 100), host_env={},
+                     host_resolv="nameserver 127.0.0.53\nsearch example.org\noptions edns0\n")
+    pairs = s.pairs()
+    assert ("root", "throwaway") in pairs and ("interactive", "1") in pairs
+    assert ("tty", "1") in pairs and ("winsize", "30 100") in pairs
+    assert ("net.addr", "10.0.2.15/24") in pairs and ("net.gw", "10.0.2.2") in pairs
+    assert ("volume", "vol0\t/data\tro") in pairs and ("tmpfs", "/scratch") in pairs
+    assert dict(pairs)["resolv"] == "nameserver 10.0.2.3\nsearch example.org\noptions edns0\n"
+    hosts = dict(pairs)["hosts"].splitlines()
+    assert hosts[0] == "127.0.0.1\tlocalhost" and hosts[-1] == "10.0.2.15\tbox"
+    none = settings_for({}, RunSpec(command=("ls",), network="none", read_only=True),
+                        host_env={}).pairs()
+    assert ("root", "ro") in none and "net.addr" not in dict(none)
+    assert "resolv" not in dict(none) and "box" not in dict(none)["hosts"]
+    assert ("root", "rw") in settings_for({}, RunSpec(command=("ls",), rw=True),
+                                          host_env={}).pairs()
