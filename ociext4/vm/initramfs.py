@@ -59,7 +59,6 @@ def base_members(init: bytes, modules_dir: Path, module_paths: list[str],
 
 
 def _cache_key(kernel: Kernel, init: bytes, module_paths: list[str]) -> str:
-    # module_paths: every group's, in order
     h = hashlib.sha256(f"ociext4-initramfs {FORMAT} {kernel.version}\n".encode())
     h.update(hashlib.sha256(init).digest())
     for rel in module_paths:

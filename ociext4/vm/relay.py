@@ -77,7 +77,7 @@ class Streams:
     winsize: Callable[[], tuple[int, int] | None] | None = None   # rows, cols for -t
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Runs in the child before exec: QEMU gets SIGKILL if ociext4 dies, so a
     killed `ociext4 run` never leaves a VM running on its own."""
     libc = ctypes.CDLL(None, use_errno=True)
@@ -342,7 +342,7 @@ class _Run:
 
 def boot(spec: VmSpec, io: Streams, timeout: float | None = None, show_console: bool = False,
          interactive: bool = False, tty: bool = False, forward_signals: bool = False,
-         stop_timeout: float = 10.0, extra_fds: tuple[int, ...] = ()) -> Outcome:
+         stop_timeout: float = 10.0) -> Outcome:
     """Runs the VM to the end (or the timeout) and returns what happened."""
     qemu = find_qemu()
     pending: list[int] = []
@@ -361,8 +361,8 @@ def boot(spec: VmSpec, io: Streams, timeout: float | None = None, show_console: 
         with _forwarding(signals, wake_w, pending):
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.PIPE,
-                                    pass_fds=(con_w, *(s.fileno() for s in theirs), *extra_fds),
-                                    preexec_fn=_die_with_parent)
+                                    pass_fds=(con_w, *(s.fileno() for s in theirs)),
+                                    preexec_fn=die_with_parent)
             # QEMU holds its ends now: ours would keep the sockets open after it exits.
             os.close(con_w)
             con_w = -1
@@ -377,12 +377,13 @@ def boot(spec: VmSpec, io: Streams, timeout: float | None = None, show_console: 
                 deadline = time.monotonic() + timeout if timeout is not None else None
                 try:
                     timed_out, killed = run.loop(deadline, stop_timeout, wake_r, pending)
-                except BaseException:
-                    proc.kill()
-                    raise
                 finally:
-                    proc.wait()
+                    run.sel.close()
+            except BaseException:
+                proc.kill()
+                raise
             finally:
+                proc.wait()
                 os.close(err_fd)
     finally:
         if con_w >= 0:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .errors import VmError
 from .qemu import Share
-from .relay import _die_with_parent
+from .relay import die_with_parent
 from .spec import Volume
 
 VIRTIOFSD = ("/usr/libexec/virtiofsd", "/usr/lib/qemu/virtiofsd")
@@ -53,7 +53,7 @@ def serving(volumes: Sequence[Volume], rundir: Path) -> Iterator[tuple[Share, ..
             argv = [binary, f"--socket-path={sock}", "-o", f"source={vol.source}",
                     "-o", "cache=auto"]
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
+                                    stderr=subprocess.PIPE, preexec_fn=die_with_parent)
             procs.append(proc)
             _wait_for_socket(proc, sock, vol.source)
             shares.append(Share(f"vol{i}", sock))
