@@ -1026,6 +1026,11 @@ static void control(relay *r, const settings *s, pid_t child, int done)
 static int supervise(pid_t child, int sfd, relay *r, const ports *pt, const settings *s)
 {
     int status = 0, done = 0, ctl_open = 1, in_open = s->interactive;
+    /* A port reads as closed (POLLHUP, read 0) until the host's side has
+     * been announced, which may come after the guest opened it: that is
+     * "not yet", never an end (stdin's end comes as a 'z' frame), so the
+     * ports are looked at again a little later rather than at once. */
+    int not_yet = 0;
     int fl = fcntl(pt->out, F_GETFL);
     if (fl >= 0)
         fcntl(pt->out, F_SETFL, fl | O_NONBLOCK);
@@ -1039,21 +1044,25 @@ static int supervise(pid_t child, int sfd, relay *r, const ports *pt, const sett
         int feeding = r->ilen > r->ioff && r->inw >= 0;
         struct pollfd p[7] = {
             {sfd, POLLIN, 0},
-            {pt->out, sending ? POLLOUT : 0, 0},
+            {sending && !not_yet ? pt->out : -1, POLLOUT, 0},
             {sending ? -1 : r->outr, POLLIN, 0},
             {sending ? -1 : r->errr, POLLIN, 0},
-            {ctl_open ? pt->ctl : -1, POLLIN, 0},
-            {in_open && r->ilen == r->ioff ? pt->in : -1, POLLIN, 0},
+            {ctl_open && !not_yet ? pt->ctl : -1, POLLIN, 0},
+            {in_open && !not_yet && r->ilen == r->ioff ? pt->in : -1, POLLIN, 0},
             {feeding ? r->inw : -1, POLLOUT, 0},
         };
-        if (poll(p, 7, -1) < 0) {
+        int wait_ms = not_yet ? 5 : -1;
+        not_yet = 0;
+        if (poll(p, 7, wait_ms) < 0) {
             if (errno == EINTR)
                 continue;
             break;
         }
-        if (p[1].revents) {
+        if (p[1].revents & POLLOUT)
             send_pending(r, pt);
-        } else if (p[2].revents) {
+        else if (p[1].revents)
+            not_yet = 1;
+        if (p[2].revents) {
             fill_frame(r, &r->outr, 'o');
         } else if (p[3].revents) {
             fill_frame(r, &r->errr, 'e');
@@ -1063,7 +1072,9 @@ static int supervise(pid_t child, int sfd, relay *r, const ports *pt, const sett
             if (n > 0) {
                 r->clen += (size_t)n;
                 control(r, s, child, done);
-            } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+            } else if (n == 0) {
+                not_yet = 1;
+            } else if (errno != EAGAIN && errno != EINTR) {
                 ctl_open = 0;
             }
         }
@@ -1077,7 +1088,9 @@ static int supervise(pid_t child, int sfd, relay *r, const ports *pt, const sett
                     got += (size_t)n;
                     if (got + 4096 <= PIPE_SIZE)
                         continue;
-                } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+                } else if (n == 0) {
+                    not_yet = 1;
+                } else if (errno != EAGAIN && errno != EINTR) {
                     in_open = 0;
                 }
                 break;
