@@ -56,6 +56,8 @@ class _RunParser(argparse.ArgumentParser):
 
 
 def add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    # argparse makes every subparser of one class; only run's errors are
+    # docker run's 125, so the class is swapped for this one parser.
     parser_class = sub._parser_class
     sub._parser_class = _RunParser
     try:
