@@ -156,7 +156,7 @@ static void put_head(char *h, char kind, size_t len)
         h[1 + i] = (char)((len >> (8 * i)) & 0xff);
 }
 
-static void send_frame(const ports *pt, char kind, const char *p, size_t n)
+static void send_frame(ports *pt, char kind, const char *p, size_t n)
 {
     char head[FRAME_HEAD];
     put_head(head, kind, n);
@@ -164,7 +164,7 @@ static void send_frame(const ports *pt, char kind, const char *p, size_t n)
         write_all(pt->out, p, n);
 }
 
-static void say(const ports *pt, const char *fmt, ...)
+static void say(ports *pt, const char *fmt, ...)
 {
     char line[1024];
     int off = snprintf(line, sizeof line, "ociext4: ");
@@ -186,7 +186,7 @@ static void say(const ports *pt, const char *fmt, ...)
 /* The status goes out last, after every byte of output; then the disk is
  * synced (a kept root remounted read-only, for a clean journal) and the
  * machine powered off. */
-static void finish(const ports *pt, const char *kind, int value, int keep)
+static void finish(ports *pt, const char *kind, int value, int keep)
 {
     char line[64];
     int n = snprintf(line, sizeof line, "%s %d", kind, value);
@@ -208,13 +208,17 @@ static void finish(const ports *pt, const char *kind, int value, int keep)
         pause();
 }
 
-static void fail(const ports *pt, int keep, const char *fmt, ...)
+static int find_ports(ports *pt, long ms);
+
+static void fail(ports *pt, int keep, const char *fmt, ...)
 {
     char msg[900];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    if (pt->out < 0)
+        find_ports(pt, 2000);   /* an early failure still reaches the host's stderr */
     say(pt, "%s", msg);
     finish(pt, "error", EXIT_VM, keep);
 }
@@ -500,7 +504,7 @@ static int make_dirs(const char *path, mode_t mode)
     }
 }
 
-static void mount_api(const ports *pt, const settings *s, const char *src, const char *dir,
+static void mount_api(ports *pt, const settings *s, const char *src, const char *dir,
                       const char *type, unsigned long flags, const char *data)
 {
     /* A missing mount point is made only where writes are thrown away:
@@ -511,7 +515,7 @@ static void mount_api(const ports *pt, const settings *s, const char *src, const
         say(pt, "mount %s on %s: %s", type, dir, strerror(errno));
 }
 
-static void switch_root(const ports *pt, int keep)
+static void switch_root(ports *pt, int keep)
 {
     if (chdir(NEWROOT) != 0 || mount(".", "/", NULL, MS_MOVE, NULL) != 0 || chroot(".") != 0 ||
         chdir("/") != 0)
@@ -530,7 +534,7 @@ static int write_text(const char *path, const char *text)
 
 /* /etc/hosts, /etc/hostname and /etc/resolv.conf as docker gives them:
  * files of the run bound over the image's (which stay as they are). */
-static void etc_file(const ports *pt, const settings *s, const char *name, const char *text)
+static void etc_file(ports *pt, const settings *s, const char *name, const char *text)
 {
     char src[256], dst[256];
     snprintf(src, sizeof src, "%s/%s", ETC_DIR, name);
@@ -549,7 +553,7 @@ static void etc_file(const ports *pt, const settings *s, const char *name, const
         say(pt, "bind %s on %s: %s", src, dst, strerror(errno));
 }
 
-static void etc_files(const ports *pt, const settings *s, const char *host)
+static void etc_files(ports *pt, const settings *s, const char *host)
 {
     if (!is_dir("/run") || make_dirs(ETC_DIR, 0755) != 0)
         return;
@@ -562,7 +566,7 @@ static void etc_files(const ports *pt, const settings *s, const char *host)
         etc_file(pt, s, "resolv.conf", s->resolv);
 }
 
-static void mount_volumes(const ports *pt, const settings *s)
+static void mount_volumes(ports *pt, const settings *s)
 {
     for (size_t i = 0; i < s->volumes.n; i++) {
         char spec[4096];
@@ -619,7 +623,7 @@ static void set_sin(struct sockaddr *sa, in_addr_t addr)
 /* lo always (the kernel gives it 127.0.0.1 when it comes up); eth0 with a
  * static address and default route when the host gave one, as QEMU's
  * user-mode network hands out by DHCP, without waiting for a DHCP client. */
-static void network(const ports *pt, const settings *s)
+static void network(ports *pt, const settings *s)
 {
     int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (sock < 0 || if_up(sock, "lo") != 0)
@@ -956,7 +960,7 @@ static void fill_frame(relay *r, int *fd, char kind)
     r->ooff = 0;
 }
 
-static void send_pending(relay *r, const ports *pt)
+static void send_pending(relay *r, ports *pt)
 {
     ssize_t w = write(pt->out, r->obuf + r->ooff, r->olen - r->ooff);
     if (w > 0)
@@ -1023,7 +1027,7 @@ static void control(relay *r, const settings *s, pid_t child, int done)
 
 /* Relays until the command has exited and every writer of its streams is
  * gone; reaps every child on the way.  Returns the wait status. */
-static int supervise(pid_t child, int sfd, relay *r, const ports *pt, const settings *s)
+static int supervise(pid_t child, int sfd, relay *r, ports *pt, const settings *s)
 {
     int status = 0, done = 0, ctl_open = 1, in_open = s->interactive;
     /* A port reads as closed (POLLHUP, read 0) until the host's side has
@@ -1148,7 +1152,7 @@ static int make_pipe(int fds[2])
 }
 
 /* The command's streams and the relay's ends of them. */
-static int streams(const settings *s, const ports *pt, relay *r, child_fds *c)
+static int streams(const settings *s, ports *pt, relay *r, child_fds *c)
 {
     if (s->tty) {
         int master = open("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
@@ -1183,7 +1187,7 @@ static int streams(const settings *s, const ports *pt, relay *r, child_fds *c)
     return 0;
 }
 
-static void close_child_side(child_fds *c, const ports *pt)
+static void close_child_side(child_fds *c, ports *pt)
 {
     int fds[4] = {c->in, c->out, c->err, c->tty};
     for (int i = 0; i < 4; i++) {
@@ -1220,10 +1224,11 @@ int main(void)
         fail(&pt, 0, "%s", err);
     if (load_modules(&s.modules, err, sizeof err) != 0)
         fail(&pt, 0, "%s", err);
-    if (find_ports(&pt, s.disk_wait_ms) != 0)
-        fail(&pt, 0, "the virtio-serial ports did not appear: %s", strerror(errno));
-    if (s.probe)
+    if (s.probe) {
+        if (find_ports(&pt, s.disk_wait_ms) != 0)
+            fail(&pt, 0, "the virtio-serial ports did not appear: %s", strerror(errno));
         finish(&pt, "exit", 0, 0);
+    }
     if (s.argv.n == 0)
         fail(&pt, 0, "no command given");
     if (s.net_addr && load_modules(&s.net_modules, err, sizeof err) != 0)
@@ -1237,6 +1242,10 @@ int main(void)
     if (mount(DISK, NEWROOT, "ext4", s.root == ROOT_READONLY ? MS_RDONLY : 0, "") != 0)
         fail(&pt, 0, "the image does not mount as ext4 (%s: %s)", DISK, strerror(errno));
     int keep = s.root == ROOT_KEEP;
+    /* The ports are announced while the disk is found and mounted: looked
+     * for only now, they are usually there. */
+    if (find_ports(&pt, s.disk_wait_ms) != 0)
+        fail(&pt, keep, "the virtio-serial ports did not appear: %s", strerror(errno));
     switch_root(&pt, keep);
 
     mount_api(&pt, &s, "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
