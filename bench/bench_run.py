@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Time from starting `ociext4 run` to its exit, for a cached image, under
-TCG (and under KVM where a probe boot proves it works).
+TCG (and under KVM where a probe boot proves it works), and the rate of
+bulk data through the guest's stdout and through stdin (`-i`).
 
 The image is the fixtures' busybox layout (fixtures/runimages.py), run as
 `oci:LAYOUT` so the lookup through the image cache is inside the timing; one
@@ -9,7 +10,12 @@ Each timed run is a fresh `ociext4 run ... -- true` subprocess: interpreter
 start-up, the cache lookup, writing the run's initrd, QEMU, the kernel's
 boot, the init, power-off.
 
-    python3 bench/bench_run.py [--runs N] [--accel tcg|kvm|auto] [--json]
+Throughput: runs that move --mb MiB out (`dd if=/dev/zero` in the guest to
+the host's /dev/null) and in (`-i` from the host's /dev/zero to `dd
+of=/dev/null` in the guest); a rate is the data over the run's time less
+the median boot-to-exit time of `true`.
+
+    python3 bench/bench_run.py [--runs N] [--bulk-runs N] [--mb N] [--accel tcg|kvm|auto] [--json]
 """
 
 from __future__ import annotations
@@ -32,13 +38,13 @@ sys.path.insert(0, str(REPO / "fixtures"))
 from runimages import busybox_layout  # noqa: E402
 
 
-def timed(argv: list[str], cpu: list[float] | None = None) -> float:
+def timed(argv: list[str], cpu: list[float] | None = None, stdin: int | None = None) -> float:
     """Wall seconds of one run; its CPU seconds (ociext4 and QEMU, user and
     system) go to `cpu`: on a machine shared with other work the wall time
     swings with the load, the CPU time much less."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    p = subprocess.run(argv, capture_output=True)
+    p = subprocess.run(argv, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     elapsed = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if p.returncode != 0:
@@ -52,6 +58,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--runs", type=int, default=11)
     ap.add_argument("--accel", default="tcg", choices=["tcg", "kvm", "auto"])
+    ap.add_argument("--bulk-runs", type=int, default=3)
+    ap.add_argument("--mb", type=int, default=400, help="MiB per throughput run")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     ociext4 = shutil.which("ociext4")
@@ -65,12 +73,31 @@ def main() -> int:
         startup = statistics.median(timed([ociext4, "--version"]) for _ in range(5))
         cpu: list[float] = []
         times = [timed(run, cpu) for _ in range(args.runs)]
+        boot = statistics.median(times)
+        count = args.mb * 4   # blocks of 256 KiB
+        out_run = [ociext4, "run", "--accel", args.accel, "--network", "none", f"oci:{layout}",
+                   "--", "dd", "if=/dev/zero", "bs=256k", f"count={count}"]
+        out_s = statistics.median(timed(out_run) for _ in range(args.bulk_runs))
+        in_run = [ociext4, "run", "-i", "--accel", args.accel, "--network", "none",
+                  f"oci:{layout}", "--", "dd", "of=/dev/null", "bs=256k"]
+        in_times = []
+        for _ in range(args.bulk_runs):
+            feeder = subprocess.Popen(["head", "-c", str(args.mb << 20), "/dev/zero"],
+                                      stdout=subprocess.PIPE)
+            assert feeder.stdout is not None
+            in_times.append(timed(in_run, stdin=feeder.stdout.fileno()))
+            feeder.stdout.close()
+            feeder.wait()
+        in_s = statistics.median(in_times)
         load = os.getloadavg()[0]
     result = {"accel": args.accel, "runs": args.runs, "first_run_s": round(first, 3),
               "median_s": round(statistics.median(times), 3),
               "min_s": round(min(times), 3), "max_s": round(max(times), 3),
               "cpu_median_s": round(statistics.median(cpu), 3),
               "cli_startup_median_s": round(startup, 3), "cpus": os.cpu_count(),
+              "bulk_mib": args.mb,
+              "stdout_mib_s": round(args.mb / max(out_s - boot, 1e-3), 1),
+              "stdin_mib_s": round(args.mb / max(in_s - boot, 1e-3), 1),
               "load_average_1min": round(load, 2)}
     if args.json:
         print(json.dumps(result, indent=1))
@@ -80,8 +107,9 @@ def main() -> int:
               f"min {result['min_s']:.2f} s, max {result['max_s']:.2f} s; "
               f"CPU (ociext4 + QEMU) median {result['cpu_median_s']:.2f} s; "
               f"first run (unpack + initramfs) {first:.2f} s; "
-              f"`ociext4 --version` alone {startup:.2f} s; load average {load:.1f} "
-              f"on {os.cpu_count()} CPUs")
+              f"`ociext4 --version` alone {startup:.2f} s; stdout "
+              f"{result['stdout_mib_s']} MiB/s, stdin {result['stdin_mib_s']} MiB/s "
+              f"({args.mb} MiB each); load average {load:.1f} on {os.cpu_count()} CPUs")
     return 0
 
 

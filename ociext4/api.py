@@ -265,35 +265,49 @@ def inspect(reference: str, *, platform: str | Platform | None = None,
 def run(image: str | PathLike, command: Sequence[str] | None = None, *,
         env: Mapping[str, str] | Sequence[str] | None = None, workdir: str | None = None,
         user: str | None = None, entrypoint: str | None = None, rw: bool = False,
-        memory: int | None = None, cpus: int | None = None, timeout: float | None = None,
+        read_only: bool = False, memory: int | str | None = None, cpus: int | None = None,
+        timeout: float | None = None, hostname: str = "ociext4", network: str = "user",
+        publish: Sequence[str] = (), volumes: Sequence[str] = (), tmpfs: Sequence[str] = (),
+        interactive: bool = False, stop_timeout: float | None = None,
         platform: str | Platform | None = None, cache: PathLike | None = None,
         registry: RegistryOptions | None = None, kernel: PathLike | None = None,
-        accel: str = "auto", console: bool = False,
-        stdout: BinaryIO | None = None, stderr: BinaryIO | None = None) -> RunResult:
+        accel: str = "auto", console: bool = False, stdin: BinaryIO | int | None = None,
+        stdout: BinaryIO | int | None = None, stderr: BinaryIO | int | None = None
+        ) -> RunResult:
     """Boots an image (an ext4 file from unpack, oci:…, docker-archive:… or a
-    registry name) in a VM and runs its entrypoint, or `command`, in it.
-    `memory` is MiB.  The exit code is the command's, docker's way: 125 when
-    ociext4 or the VM failed, 126 cannot run, 127 not found, 128+N killed by
-    signal N.  Output goes to `stdout`/`stderr` (default: this process's)."""
+    registry name) in a VM and runs its entrypoint, or `command`, in it, as
+    `ociext4 run` does with the same defaults.  `memory` is MiB or a size
+    ("1g"); `publish`, `volumes` and `tmpfs` take the strings of -p, -v and
+    --tmpfs.  The root is writable and thrown away unless `rw` (kept in the
+    image file) or `read_only`.  `stdin` is read only with `interactive`.  The
+    exit code is the command's, docker's way: 125 when ociext4 or the VM
+    failed, 126 cannot run, 127 not found, 128+N killed by signal N.  Output
+    goes to `stdout`/`stderr` (default: this process's)."""
     import sys
 
     from .runcache import image_for
-    from .vm.runner import VmOptions, exit_code, run_vm
-    from .vm.settings import Overrides, guest_settings
+    from .vm import options
+    from .vm.runner import run_vm
+    from .vm.spec import DEFAULT_STOP_TIMEOUT, RunSpec
 
     envs = [f"{k}={v}" for k, v in env.items()] if isinstance(env, Mapping) else list(env or ())
+    spec = RunSpec(
+        command=tuple(command or ()), entrypoint=entrypoint, env=tuple(envs), workdir=workdir,
+        user=user, hostname=hostname, rw=rw, read_only=read_only, interactive=interactive,
+        network=options.parse_network(network),
+        publish=tuple(options.parse_publish(p) for p in publish),
+        volumes=tuple(options.parse_volume(v) for v in volumes),
+        tmpfs=tuple(options.parse_tmpfs(t) for t in tmpfs),
+        memory_mib=options.parse_memory(str(memory if memory is not None else 512)),
+        cpus=options.parse_cpus(str(cpus or 1))[0], timeout=timeout,
+        stop_timeout=DEFAULT_STOP_TIMEOUT if stop_timeout is None else stop_timeout,
+        kernel=Path(kernel) if kernel is not None else None, accel=accel, console=console)
     img, config = image_for(os.fspath(image), as_platform(platform), cache=cache,
                             registry=registry, rw=rw)
-    settings = guest_settings(config.to_json(), Overrides(
-        command=list(command or ()), entrypoint=entrypoint, env=envs, workdir=workdir,
-        user=user, rw=rw))
-    opts = VmOptions(kernel=Path(kernel) if kernel is not None else None, accel=accel,
-                     memory_mib=memory or 512, cpus=cpus or 1, timeout=timeout,
-                     console=console)
-    outcome = run_vm(img, settings, opts, stdout or sys.stdout.buffer,
-                     stderr or sys.stderr.buffer)
-    code, why = exit_code(outcome)
-    return RunResult(code, why)
+    result = run_vm(img, config, spec, stdin,
+                    sys.stdout.buffer if stdout is None else stdout,
+                    sys.stderr.buffer if stderr is None else stderr)
+    return RunResult(result.exit_code, result.error)
 
 
 __all__ = ["InspectResult", "MkfsResult", "Progress", "RunResult", "UnpackResult",

@@ -200,10 +200,14 @@ class Fields:
             raise self.error(key, f"{len(v)} items, over the limit of {_MAX_ITEMS}")
         return v
 
-    def strings(self, key: str) -> tuple[str, ...] | None:
-        """An array of strings, or None when absent or null."""
+    def strings(self, key: str, shell: bool = False) -> tuple[str, ...] | None:
+        """An array of strings, or None when absent or null; with `shell`, a
+        lone string is docker's shell form (`/bin/sh -c STRING`), as some
+        configs store Cmd and Entrypoint."""
         if self.value.get(key) is None:
             return None
+        if shell and isinstance(self.value[key], str):
+            return ("/bin/sh", "-c", self.value[key])
         items = self.list(key)
         for i, s in enumerate(items):
             if not isinstance(s, str):
@@ -414,7 +418,8 @@ def container_config(value: object, doc: str, path: str = "config") -> Container
     o = Fields(value, doc, path)
     ports = o.obj("ExposedPorts", required=False)
     return ContainerConfig(
-        env=o.strings("Env") or (), entrypoint=o.strings("Entrypoint"), cmd=o.strings("Cmd"),
+        env=o.strings("Env") or (), entrypoint=o.strings("Entrypoint", shell=True),
+        cmd=o.strings("Cmd", shell=True),
         working_dir=o.str("WorkingDir", ""), user=o.str("User", ""),
         exposed_ports=tuple(ports.value) if ports is not None else (),
         labels=o.string_map("Labels"), stop_signal=o.str("StopSignal", ""))

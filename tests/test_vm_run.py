@@ -27,6 +27,8 @@ from ociext4.vm.kernel import find_kernel
 TCG = ("--accel", "tcg")
 # Mount points the init mounts over: the guest sees the mounted file systems.
 API_MOUNTS = {"proc", "sys", "dev", "tmp", "run"}
+# Files the run binds over the image's, as docker does.
+RUN_FILES = {"etc/hostname", "etc/hosts", "etc/resolv.conf"}
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -189,11 +191,19 @@ def test_timeout_stops_the_vm_with_125(bb_img):
 # ------------------------------------------------------- the image file
 
 
-def test_image_is_unchanged_without_rw(bb_img):
+def test_default_root_is_writable_and_its_writes_leave_the_image_unchanged(bb_img):
     before = sha256(bb_img)
-    p = run(*TCG, bb_img, "--", "sh", "-c", "echo new > /data/new")
-    assert p.returncode != 0 and "Read-only file system" in p.stderr
+    p = run(*TCG, "-w", "/new/work dir", bb_img, "--", "sh", "-c",
+            "echo new > /data/new && touch /root/x && mkdir -p /var/lib/foo && "
+            "echo t > /tmp/t && cat /data/new /tmp/t && pwd")
+    assert (p.returncode, p.stdout, p.stderr) == (0, "new\nt\n/new/work dir\n", "")
     assert sha256(bb_img) == before
+
+
+def test_read_only_root_refuses_writes_but_has_its_tmpfs(bb_img):
+    p = run(*TCG, "--read-only", bb_img, "--", "sh", "-c",
+            "echo t > /tmp/t && cat /tmp/t; echo new > /data/new")
+    assert p.returncode != 0 and p.stdout == "t\n" and "Read-only file system" in p.stderr
 
 
 @pytest.mark.needs_root_loop
@@ -247,7 +257,8 @@ def guest_view(listing: str) -> dict[str, tuple]:
         else:
             digest, name = line.split("  ", 1)
             entries[_rel(name)][5] = digest
-    return {k: tuple(v) for k, v in entries.items() if k.split("/")[0] not in API_MOUNTS}
+    return {k: tuple(v) for k, v in entries.items()
+            if k.split("/")[0] not in API_MOUNTS and k not in RUN_FILES}
 
 
 def host_view(img: Path) -> dict[str, tuple]:
@@ -255,11 +266,12 @@ def host_view(img: Path) -> dict[str, tuple]:
         snap = snapshot(mnt)
     return {k: (e.type, e.mode, e.uid, e.gid, e.size, e.sha256, e.target,
                 e.mtime_ns // 10**9 if e.mtime_ns is not None else None, e.nlink)
-            for k, e in snap.items() if k.split("/")[0] not in API_MOUNTS}
+            for k, e in snap.items() if k.split("/")[0] not in API_MOUNTS and k not in RUN_FILES}
 
 
 def assert_guest_sees_the_image(img: Path, shell: str) -> int:
-    p = run(*TCG, "--memory", "768", img, "--", shell, "-c", GUEST_LISTING)
+    # --read-only: nothing made in a throwaway layer (mount points, /etc files).
+    p = run(*TCG, "--read-only", "--memory", "768", img, "--", shell, "-c", GUEST_LISTING)
     assert p.returncode == 0, p.stderr
     # cli_helpers reads output as latin-1; names are UTF-8 (or raw bytes).
     listing = p.stdout.encode("latin-1").decode("utf-8", "surrogateescape")

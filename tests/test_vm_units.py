@@ -12,15 +12,18 @@ from pathlib import Path
 import pytest
 import zstandard
 
+from ociext4.errors import DocumentError
+from ociext4.model import ContainerConfig, container_config
 from ociext4.vm import cpio
 from ociext4.vm.errors import VmError
 from ociext4.vm.initramfs import base_members, records, settings_archive
 from ociext4.vm.kernel import find_kernel
 from ociext4.vm.modules import module_name, parse_builtin, parse_dep, read_module, resolve
-from ociext4.vm.qemu import Channels, VmSpec, command_line, kernel_cmdline
+from ociext4.vm.qemu import Channels, Share, VmSpec, command_line, kernel_cmdline
 from ociext4.vm.relay import Outcome, Status, parse_status
-from ociext4.vm.runner import exit_code
+from ociext4.vm.runner import exit_code, settings_for
 from ociext4.vm.settings import Overrides, SettingsError, guest_settings, merge_env
+from ociext4.vm.spec import Publish, RunSpec, Volume
 
 # ---------------------------------------------------------------- cpio
 
@@ -171,7 +174,7 @@ def test_no_kernel_names_the_package_to_install(tmp_path):
 
 # ---------------------------------------------------------------- qemu
 
-CH = Channels(None, "/dev/fd/5", "/dev/fd/6", "/dev/fd/7")
+CH = Channels(None, 5, 6, 7)
 
 
 def _opt(argv: list[str], flag: str) -> list[str]:
@@ -187,12 +190,18 @@ def test_qemu_command_line_boots_the_kernel_directly_with_the_image_copy_on_writ
     assert _opt(argv, "-accel") == ["tcg"] and "-cpu" not in argv
     assert _opt(argv, "-machine") == ["q35"]
     assert _opt(argv, "-drive") == ["file=/x/a,,b.img,if=none,id=disk,format=raw,snapshot=on"]
-    assert _opt(argv, "-device") == ["virtio-blk-pci,drive=disk"]
-    # ttyS0..3 in order: console (dropped), stdout, stderr, status.
-    assert _opt(argv, "-chardev") == ["null,id=con", "file,id=out,path=/dev/fd/5",
-                                      "file,id=err,path=/dev/fd/6", "file,id=ctl,path=/dev/fd/7"]
-    assert _opt(argv, "-serial") == ["chardev:con", "chardev:out", "chardev:err", "chardev:ctl"]
-    assert "-no-reboot" in argv
+    # The console on the one serial port; the streams on numbered virtio-serial ports
+    # over the sockets QEMU inherits.
+    assert _opt(argv, "-serial") == ["chardev:con"]
+    assert _opt(argv, "-chardev") == ["null,id=con", "socket,id=out,fd=5", "socket,id=ctl,fd=6",
+                                      "socket,id=in,fd=7"]
+    assert _opt(argv, "-device") == [
+        "virtio-serial-pci,id=vser,max_ports=4",
+        "virtserialport,bus=vser.0,nr=1,chardev=out,name=ociext4.out",
+        "virtserialport,bus=vser.0,nr=2,chardev=ctl,name=ociext4.ctl",
+        "virtserialport,bus=vser.0,nr=3,chardev=in,name=ociext4.in",
+        "virtio-blk-pci,drive=disk"]
+    assert "-no-reboot" in argv and "-netdev" not in argv
 
 
 def test_qemu_command_line_rw_kvm_and_no_disk():
@@ -204,6 +213,26 @@ def test_qemu_command_line_rw_kvm_and_no_disk():
         command_line(VmSpec(Path("k"), Path("i"), None, accel="hax"), CH)
 
 
+def test_a_relative_image_path_with_a_colon_is_passed_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = command_line(VmSpec(Path("k"), Path("i"), Path("rootfs-12:30.img")), CH)
+    assert _opt(argv, "-drive")[0].startswith(f"file={tmp_path}/rootfs-12:30.img,")
+
+
+def test_user_network_forwards_published_ports_and_volumes_share_memory():
+    spec = VmSpec(Path("k"), Path("i"), None, memory_mib=256, network="user",
+                  publish=(Publish(18080, 8080), Publish(5353, 53, "udp", "::1")),
+                  shares=(Share("vol0", Path("/run/a,b.sock")),))
+    argv = command_line(spec, CH)
+    assert _opt(argv, "-netdev") == [
+        "user,id=net0,hostfwd=tcp:127.0.0.1:18080-:8080,hostfwd=udp:[::1]:5353-:53"]
+    assert "virtio-net-pci,netdev=net0" in _opt(argv, "-device")
+    assert _opt(argv, "-object") == ["memory-backend-memfd,id=mem,size=256M,share=on"]
+    assert _opt(argv, "-numa") == ["node,memdev=mem"]
+    assert "socket,id=vfs0,path=/run/a,,b.sock" in _opt(argv, "-chardev")
+    assert "vhost-user-fs-pci,chardev=vfs0,tag=vol0" in _opt(argv, "-device")
+
+
 def test_kernel_messages_go_to_the_console_port_only():
     assert kernel_cmdline(False).split() == ["console=ttyS0", "panic=-1", "cryptomgr.notests",
                                              "quiet"]
@@ -212,12 +241,16 @@ def test_kernel_messages_go_to_the_console_port_only():
 
 # ------------------------------------------------------------ settings
 
+def cfg(doc: dict) -> ContainerConfig:
+    return container_config(doc, "config")
+
+
 CONFIG = {"Entrypoint": ["/entry"], "Cmd": ["default", "arg"], "Env": ["A=1", "PATH=/bin"],
           "WorkingDir": "/srv", "User": "app"}
 
 
 def test_image_config_becomes_the_guest_settings():
-    s = guest_settings(CONFIG, Overrides(), host_env={})
+    s = guest_settings(cfg(CONFIG), Overrides(), host_env={})
     assert s.argv == ["/entry", "default", "arg"]
     assert s.env == ["A=1", "PATH=/bin", "HOSTNAME=ociext4"]
     assert (s.workdir, s.user, s.rw) == ("/srv", "app", False)
@@ -227,32 +260,33 @@ def test_image_config_becomes_the_guest_settings():
 def test_command_line_overrides_follow_docker_run():
     o = Overrides(command=["x", "y"], env=["A=2", "B", "C", "D="], workdir="/w", user="0:0",
                   rw=True)
-    s = guest_settings(CONFIG, o, host_env={"B": "from host"})
+    s = guest_settings(cfg(CONFIG), o, host_env={"B": "from host"})
     assert s.argv == ["/entry", "x", "y"]          # arguments replace Cmd only
     assert s.env == ["A=2", "PATH=/bin", "B=from host", "D=", "HOSTNAME=ociext4"]
     assert (s.workdir, s.user, s.rw) == ("/w", "0:0", True)
     # --entrypoint replaces Entrypoint and drops the image's Cmd.
-    assert guest_settings(CONFIG, Overrides(entrypoint="sh"), {}).argv == ["sh"]
-    assert guest_settings(CONFIG, Overrides(entrypoint="sh", command=["-c", "x"]),
+    assert guest_settings(cfg(CONFIG), Overrides(entrypoint="sh"), {}).argv == ["sh"]
+    assert guest_settings(cfg(CONFIG), Overrides(entrypoint="sh", command=["-c", "x"]),
                           {}).argv == ["sh", "-c", "x"]
-    assert guest_settings(CONFIG, Overrides(entrypoint="", command=["ls"]), {}).argv == ["ls"]
+    assert guest_settings(cfg(CONFIG), Overrides(entrypoint="", command=["ls"]), {}).argv == ["ls"]
 
 
 def test_defaults_without_a_config():
-    s = guest_settings({}, Overrides(command=["ls"]), host_env={})
+    s = guest_settings(cfg({}), Overrides(command=["ls"]), host_env={})
     assert s.workdir == "/" and s.user == ""
     assert s.env[0].startswith("PATH=/usr/local/sbin:") and s.env[1] == "HOSTNAME=ociext4"
-    assert guest_settings({"Cmd": "echo hi"}, Overrides(), {}).argv == ["/bin/sh", "-c",
+    assert guest_settings(cfg({"Cmd": "echo hi"}), Overrides(), {}).argv == ["/bin/sh", "-c",
                                                                          "echo hi"]
 
 
 def test_unrunnable_settings_are_refused():
     with pytest.raises(SettingsError, match="no command"):
-        guest_settings({"Env": ["A=1"]}, Overrides(), {})
+        guest_settings(cfg({"Env": ["A=1"]}), Overrides(), {})
     with pytest.raises(SettingsError, match="not absolute"):
-        guest_settings({}, Overrides(command=["ls"], workdir="rel"), {})
-    with pytest.raises(SettingsError, match="Env"):
-        guest_settings({"Env": "A=1"}, Overrides(command=["ls"]), {})
+        guest_settings(cfg({}), Overrides(command=["ls"], workdir="rel"), {})
+    # A config whose Env is no list never gets this far: the model refuses it.
+    with pytest.raises(DocumentError, match=r"config: config\.Env: expected an array"):
+        cfg({"Env": "A=1"})
     with pytest.raises(SettingsError, match="no variable name"):
         merge_env([], ["=x"], "h", {})
 
@@ -260,19 +294,48 @@ def test_unrunnable_settings_are_refused():
 # --------------------------------------------------------- outcomes
 
 
-def test_status_lines_parse_and_map_to_docker_exit_codes():
-    assert parse_status(b"noise\nstatus exit 7\n") == Status("exit", 7)
-    assert parse_status(b"status signal 9\n") == Status("signal", 9)
-    assert parse_status(b"status exit\nstatus what 1\n") is None
+def test_status_frames_parse_and_map_to_docker_exit_codes():
+    assert parse_status(b"exit 7") == Status("exit", 7)
+    assert parse_status(b"signal 9") == Status("signal", 9)
+    assert parse_status(b"exit") is None and parse_status(b"what 1") is None
 
-    def out(status: Status | None, timed_out: bool = False) -> Outcome:
-        return Outcome(status, timed_out, 0, b"[ 1.0] Kernel panic - not syncing", b"")
+    def out(status: Status | None, timed_out: bool = False, killed: bool = False,
+            output_error: str | None = None) -> Outcome:
+        return Outcome(status, timed_out, 0, b"[ 1.0] Kernel panic - not syncing", b"",
+                       killed, output_error)
 
     assert exit_code(out(Status("exit", 7))) == (7, None)
     assert exit_code(out(Status("exit", 0))) == (0, None)
     assert exit_code(out(Status("signal", 9))) == (137, None)
     assert exit_code(out(Status("error", 125))) == (125, None)
+    assert exit_code(out(None, killed=True)) == (137, None)
+    assert exit_code(out(Status("exit", 0), output_error="stdout: No space left on device")) \
+        == (125, "stdout: No space left on device")
     code, why = exit_code(out(None))
     assert code == 125 and "Kernel panic" in why
     code, why = exit_code(out(Status("exit", 0), timed_out=True))
     assert code == 125 and "timed out" in why
+
+
+# ------------------------------------------------------- run settings
+
+
+def test_run_settings_tell_the_init_the_root_mode_network_volumes_and_etc_files():
+    spec = RunSpec(command=("ls",), hostname="box", interactive=True, tty=True,
+                   volumes=(Volume(Path("/h"), "/data", True),), tmpfs=("/scratch",))
+    s = settings_for(cfg({}), spec, winsize=(30, 100), host_env={},
+                     host_resolv="nameserver 127.0.0.53\nsearch example.org\noptions edns0\n")
+    pairs = s.pairs()
+    assert ("root", "throwaway") in pairs and ("interactive", "1") in pairs
+    assert ("tty", "1") in pairs and ("winsize", "30 100") in pairs
+    assert ("net.addr", "10.0.2.15/24") in pairs and ("net.gw", "10.0.2.2") in pairs
+    assert ("volume", "vol0\t/data\tro") in pairs and ("tmpfs", "/scratch") in pairs
+    assert dict(pairs)["resolv"] == "nameserver 10.0.2.3\nsearch example.org\noptions edns0\n"
+    hosts = dict(pairs)["hosts"].splitlines()
+    assert hosts[0] == "127.0.0.1\tlocalhost" and hosts[-1] == "10.0.2.15\tbox"
+    none = settings_for(cfg({}), RunSpec(command=("ls",), network="none", read_only=True),
+                        host_env={}).pairs()
+    assert ("root", "ro") in none and "net.addr" not in dict(none)
+    assert "resolv" not in dict(none) and "box" not in dict(none)["hosts"]
+    assert ("root", "rw") in settings_for(cfg({}), RunSpec(command=("ls",), rw=True),
+                                          host_env={}).pairs()

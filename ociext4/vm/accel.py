@@ -16,7 +16,7 @@ from .. import tempfiles
 from .errors import VmError
 from .initramfs import records, write_initrd
 from .qemu import VmSpec, find_qemu
-from .relay import Outcome, Status, boot
+from .relay import Outcome, Status, Streams, boot
 
 PROBE_TIMEOUT = 5.0
 
@@ -52,7 +52,7 @@ def probe_boot(kernel: Path, base_initrd: Path, workdir: Path) -> Outcome:
     initrd = write_initrd(base_initrd, records([("probe", "1")]), workdir / "probe.initrd")
     spec = VmSpec(kernel, initrd, None, accel="kvm", memory_mib=256)
     sink = io.BytesIO()
-    return boot(spec, sink, sink, timeout=PROBE_TIMEOUT)
+    return boot(spec, Streams(None, sink, sink), timeout=PROBE_TIMEOUT)
 
 
 def kvm_works(kernel: Path, base_initrd: Path, cache: Path,

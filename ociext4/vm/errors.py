@@ -1,7 +1,15 @@
-"""The VM's typed error (the library's others are in ociext4.errors)."""
+"""The VM's typed errors (the library's others are in ociext4.errors)."""
 
 from ..errors import Ociext4Error
 
 
 class VmError(Ociext4Error):
     """The VM could not be set up, started or finished (kernel, initramfs, QEMU, guest)."""
+
+
+class RunOptionError(VmError):
+    """An option of the run (memory, ports, volumes, env file, ...) cannot be used."""
+
+
+class OutputError(VmError):
+    """The host could not write the command's output (a full disk, a closed descriptor)."""

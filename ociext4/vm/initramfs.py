@@ -14,9 +14,9 @@ from .. import tempfiles
 from . import cpio
 from .errors import VmError
 from .kernel import Kernel
-from .modules import guest_modules, read_module
+from .modules import module_groups, read_module
 
-FORMAT = 1  # bump when the archive's layout changes
+FORMAT = 2  # bump when the archive's layout changes
 INIT_NAME = "ociext4-init"
 
 
@@ -40,15 +40,20 @@ def records(pairs: list[tuple[str, str]]) -> bytes:
     return bytes(out)
 
 
-def base_members(init: bytes, modules_dir: Path, module_paths: list[str]) -> list[cpio.Member]:
+def base_members(init: bytes, modules_dir: Path, module_paths: list[str],
+                 optional: dict[str, list[str]] | None = None) -> list[cpio.Member]:
+    """The init, the modules, and their list: `module_paths` always loaded,
+    `optional` ({"module.net": [...], ...}) loaded by the runs that ask."""
     members = [cpio.file("init", init, 0o755), cpio.directory("ociext4"),
                cpio.directory("ociext4/modules.d")]
     order: list[tuple[str, str]] = []
-    for i, rel in enumerate(module_paths):
+    tagged = [("module", rel) for rel in module_paths]
+    tagged += [(key, rel) for key, paths in (optional or {}).items() for rel in paths]
+    for i, (key, rel) in enumerate(tagged):
         # Numbered flat names: two modules may share a base name.
         name = f"ociext4/modules.d/{i:02d}-{rel.rsplit('/', 1)[-1].split('.ko')[0]}.ko"
         members.append(cpio.file(name, read_module(modules_dir / rel)))
-        order.append(("module", "/" + name))
+        order.append((key, "/" + name))
     members.append(cpio.file("ociext4/modules", records(order)))
     return members
 
@@ -65,11 +70,13 @@ def _cache_key(kernel: Kernel, init: bytes, module_paths: list[str]) -> str:
 def base_initramfs(kernel: Kernel, cache: Path) -> Path:
     """The cached archive for this kernel and init, built on first use."""
     init = init_binary()
-    module_paths = guest_modules(kernel.modules)
-    path = cache / f"{kernel.version}-{_cache_key(kernel, init, module_paths)}.cpio"
+    groups = module_groups(kernel.modules)
+    every = [p for paths in groups.values() for p in paths]
+    path = cache / f"{kernel.version}-{_cache_key(kernel, init, every)}.cpio"
     if path.is_file():
         return path
-    data = cpio.archive(base_members(init, kernel.modules, module_paths))
+    always = groups.pop("module")
+    data = cpio.archive(base_members(init, kernel.modules, always, groups))
     tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")
     tempfiles.track(tmp)
     try:

@@ -23,6 +23,24 @@ def _version_key(version: str) -> list[tuple[int, str]]:
     return [(int(p), "") if p.isdigit() else (-1, p) for p in re.split(r"[.\-+~]", version)]
 
 
+def image_version(image: Path) -> str | None:
+    """The release a bzImage says it is (its header's kernel_version string,
+    boot protocol 2.00+), so a renamed file still finds its modules."""
+    try:
+        with open(image, "rb") as f:
+            head = f.read(0x10000)
+    except OSError:
+        return None
+    if len(head) < 0x210 or head[0x202:0x206] != b"HdrS":
+        return None
+    offset = int.from_bytes(head[0x20E:0x210], "little")
+    start = 0x200 + offset
+    if not offset or start >= len(head):
+        return None
+    text = head[start:start + 256].split(b"\0", 1)[0].decode("ascii", "replace")
+    return text.split()[0] if text.split() else None
+
+
 def find_kernel(explicit: Path | None = None, boot: Path = Path("/boot"),
                 lib_modules: Path = Path("/lib/modules")) -> Kernel:
     """`explicit` (--kernel), else the newest /boot/vmlinuz-* that has its
@@ -30,9 +48,10 @@ def find_kernel(explicit: Path | None = None, boot: Path = Path("/boot"),
     if explicit is not None:
         if not explicit.is_file():
             raise VmError(f"{explicit}: no such kernel image")
-        # Its modules are looked up by the name's version; a kernel with the
-        # drivers built in needs none, which the module resolver decides.
-        version = explicit.name.removeprefix("vmlinuz-")
+        # Its modules are looked up by the version it carries (else by its
+        # name's); a kernel with the drivers built in needs none, which the
+        # module resolver decides.
+        version = image_version(explicit) or explicit.name.removeprefix("vmlinuz-")
         return Kernel(explicit, version, lib_modules / version)
     candidates = sorted((p for p in boot.glob("vmlinuz-*") if p.is_file()),
                         key=lambda p: _version_key(p.name.removeprefix("vmlinuz-")), reverse=True)

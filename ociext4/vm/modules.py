@@ -13,9 +13,13 @@ import zstandard
 
 from .errors import VmError
 
-# What the guest needs to reach its disk and its file system; their
-# dependencies (virtio, virtio_ring, virtio_pci_*_dev, jbd2, ...) follow.
-GUEST_MODULES = ("virtio_pci", "virtio_blk", "ext4")
+# What the guest needs to reach its disk, its file system and the host's
+# streams; their dependencies (virtio, virtio_ring, virtio_pci_*_dev, jbd2,
+# ...) follow.
+GUEST_MODULES = ("virtio_pci", "virtio_blk", "ext4", "virtio_console")
+# Loaded only by runs that use them: each module costs boot time under TCG.
+NET_MODULES = ("virtio_net",)
+FS_MODULES = ("virtiofs",)
 
 _SUFFIX = re.compile(r"\.ko(\.xz|\.zst|\.gz)?$")
 
@@ -80,6 +84,20 @@ def guest_modules(modules_dir: Path, wanted: Iterable[str] = GUEST_MODULES) -> l
     except FileNotFoundError:
         builtin = set()
     return resolve(wanted, dep, builtin)
+
+
+def module_groups(modules_dir: Path) -> dict[str, list[str]]:
+    """The always-loaded modules ("module") and those for the network
+    ("module.net") and volumes ("module.fs"), each group without what an
+    earlier one already loads."""
+    groups: dict[str, list[str]] = {}
+    seen: set[str] = set()
+    for key, wanted in (("module", GUEST_MODULES), ("module.net", NET_MODULES),
+                        ("module.fs", FS_MODULES)):
+        paths = [p for p in guest_modules(modules_dir, wanted) if p not in seen]
+        seen.update(paths)
+        groups[key] = paths
+    return groups
 
 
 def read_module(path: Path) -> bytes:

@@ -1,47 +1,98 @@
-"""One run: kernel, initramfs, accelerator, boot; and the exit code the
-outcome means, docker's way."""
+"""One run: kernel, initramfs, accelerator, volumes, boot; and the exit
+code the outcome means, docker's way. `run_vm` is the one entry point the
+command line and the Python API share."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from .. import tempfiles
 from ..cachedir import cache_dir
+from ..model import ContainerConfig
+from . import terminal, virtiofs
 from .accel import choose_accel
 from .initramfs import base_initramfs, records, write_initrd
 from .kernel import find_kernel
-from .qemu import VmSpec
-from .relay import Outcome, boot
-from .settings import GuestSettings
+from .qemu import DNS, GATEWAY, GUEST_ADDR, VmSpec
+from .relay import Outcome, Streams, boot
+from .rundir import run_directory
+from .settings import GuestMount, GuestSettings, Overrides, guest_settings, hosts_file, resolv_file
+from .spec import RunSpec
 from .vmlinux import pvh_kernel
 
 EXIT_VM = 125  # ociext4 or the VM failed, as docker run says it
 
 
 @dataclass(frozen=True, slots=True)
-class VmOptions:
-    kernel: Path | None = None
-    accel: str = "auto"
-    memory_mib: int = 512
-    cpus: int = 1
-    timeout: float | None = None
-    console: bool = False
+class RunOutcome:
+    exit_code: int
+    error: str | None       # why ociext4 itself failed (exit_code 125), for one line
+    outcome: Outcome
 
 
-def run_vm(image: Path, settings: GuestSettings, opts: VmOptions, stdout: BinaryIO,
-           stderr: BinaryIO) -> Outcome:
-    kernel = find_kernel(opts.kernel)
+def _host_resolv() -> str:
+    try:
+        return Path("/etc/resolv.conf").read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def settings_for(config: ContainerConfig, spec: RunSpec,
+                 winsize: tuple[int, int] | None = None,
+                 host_env: Mapping[str, str] | None = None,
+                 host_resolv: str | None = None) -> GuestSettings:
+    """The image config and the spec merged into what the init is told."""
+    base = guest_settings(config, Overrides(
+        command=spec.command, entrypoint=spec.entrypoint, env=spec.env, workdir=spec.workdir,
+        user=spec.user, hostname=spec.hostname, rw=spec.rw), host_env)
+    net = spec.network == "user"
+    address = GUEST_ADDR.split("/")[0] if net else None
+    return GuestSettings(
+        base.argv, base.env, base.workdir, base.user, base.hostname, rw=spec.rw,
+        read_only=spec.read_only and not spec.rw, interactive=spec.interactive, tty=spec.tty,
+        winsize=winsize if spec.tty else None, hosts=hosts_file(spec.hostname, address),
+        resolv=resolv_file(DNS, _host_resolv() if host_resolv is None else host_resolv)
+        if net else None,
+        network=(GUEST_ADDR, GATEWAY) if net else None,
+        mounts=tuple(GuestMount(f"vol{i}", v.target, v.read_only)
+                     for i, v in enumerate(spec.volumes)),
+        tmpfs=spec.tmpfs)
+
+
+def run_vm(image: Path, config: ContainerConfig, spec: RunSpec,
+           stdin: int | BinaryIO | None = None, stdout: int | BinaryIO | None = None,
+           stderr: int | BinaryIO | None = None) -> RunOutcome:
+    """Boots `image` and runs the command the config and spec make; streams
+    are descriptors or file objects (None: stdin empty, output dropped)."""
+    stdin_fd = stdin if isinstance(stdin, int) else None
+    if stdin is not None and not isinstance(stdin, int):
+        try:
+            stdin_fd = stdin.fileno()
+        except (AttributeError, OSError, ValueError):
+            stdin_fd = None
+    size_fd = stdin_fd if stdin_fd is not None and os.isatty(stdin_fd) else None
+    winsize = terminal.window_size(size_fd) if spec.tty and size_fd is not None else None
+    settings = settings_for(config, spec, winsize)
+    kernel = find_kernel(spec.kernel)
     base = base_initramfs(kernel, cache_dir("initramfs"))
     boot_image = pvh_kernel(kernel.image, cache_dir("kernels")) or kernel.image
-    accel = choose_accel(opts.accel, boot_image, base, cache_dir("accel"))
-    with tempfiles.directory("ociext4-run-") as tmp:
+    accel = choose_accel(spec.accel, boot_image, base, cache_dir("accel"))
+    io = Streams(stdin if spec.interactive else None, stdout, stderr,
+                 (lambda: terminal.window_size(size_fd)) if size_fd is not None else None)
+    with run_directory() as tmp, virtiofs.serving(spec.volumes, tmp) as shares:
         initrd = write_initrd(base, records(settings.pairs()), tmp / "initrd")
-        spec = VmSpec(boot_image, initrd, image, accel=accel,
-                      memory_mib=opts.memory_mib, cpus=opts.cpus, rw=settings.rw,
-                      console=opts.console)
-        return boot(spec, stdout, stderr, opts.timeout, show_console=opts.console)
+        vm = VmSpec(boot_image, initrd, image, accel=accel, memory_mib=spec.memory_mib,
+                    cpus=spec.cpus, rw=spec.rw, console=spec.console, network=spec.network,
+                    publish=spec.publish, shares=shares)
+        with terminal.raw(size_fd if spec.tty and spec.interactive else None):
+            outcome = boot(vm, io, spec.timeout, show_console=spec.console,
+                           interactive=spec.interactive, tty=spec.tty,
+                           forward_signals=spec.forward_signals, stop_timeout=spec.stop_timeout)
+    code, why = exit_code(outcome)
+    return RunOutcome(code, why, outcome)
 
 
 def exit_code(outcome: Outcome) -> tuple[int, str | None]:
@@ -49,6 +100,11 @@ def exit_code(outcome: Outcome) -> tuple[int, str | None]:
     st = outcome.status
     if outcome.timed_out:
         return EXIT_VM, "timed out; the VM was stopped"
+    if outcome.output_error:
+        return EXIT_VM, outcome.output_error
+    if outcome.killed:
+        # docker stop's way: still running after the grace period, killed.
+        return 137, None
     if st is not None:
         if st.kind == "exit":
             return st.value, None
