@@ -4,7 +4,7 @@ bytes and the same superblock as when the values below were recorded.
 A change of format must be deliberate. When a change to the writer alters
 these images on purpose: check the new images (e2fsck -fn, mount), record the
 new sha256 and `dumpe2fs -h` values here (the failure shows them), and bump
-the run cache's format key (IMAGE_CACHE_FORMAT, in cli/run.py as of this
+the run cache's format key (IMAGE_CACHE_FORMAT, in ociext4/runcache.py as of this
 writing) so images cached by `ociext4 run` are made again.  A change to the
 golden tree itself changes the values too; that needs no bump.
 
