@@ -9,7 +9,3 @@ class VmError(Ociext4Error):
 
 class RunOptionError(VmError):
     """An option of the run (memory, ports, volumes, env file, ...) cannot be used."""
-
-
-class OutputError(VmError):
-    """The host could not write the command's output (a full disk, a closed descriptor)."""
