@@ -29,3 +29,19 @@ def dumpe2fs(img: Path) -> dict[str, str]:
         if sep:
             fields[key.strip()] = value.strip()
     return fields
+
+
+def assert_image_or_one_line(proc: subprocess.CompletedProcess[str], out_dir: Path,
+                             image: str) -> None:
+    """What any input must give: the image and its sidecar in `out_dir`, or
+    one `ociext4: error:` line, exit 1 and nothing left there; never a
+    traceback."""
+    assert "Traceback" not in proc.stderr, proc.stderr
+    left = sorted(p.name for p in out_dir.iterdir())
+    if proc.returncode == 0:
+        assert left == [image, f"{image}.json"]
+        return
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ociext4: error: "), proc.stderr
+    assert left == [], left
