@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from . import sidecar
 from .cachedir import cache_dir
-from .errors import SourceError
+from .errors import NoMatchingPlatform, SourceError
 from .ext4.writer import Ext4Options, Ext4Writer
 from .model import ContainerConfig, Platform
 from .reference import parse_local, parse_registry
@@ -41,7 +41,14 @@ def image_for(text: str, platform: Platform | None, *,
             if not path.is_file() and not path.is_block_device():
                 raise SourceError(f"{text}: not an image file")
             side = sidecar.read(path)
-            return path, side.config if side is not None else ContainerConfig()
+            if side is None:
+                return path, ContainerConfig()
+            if platform is not None and side.platform:
+                # As docker refuses an image of another platform.
+                have = Platform.parse(side.platform)
+                if not platform.matches(have):
+                    raise NoMatchingPlatform(text, platform, [have])
+            return path, side.config
         if text.endswith((".img", ".ext4")) or "/" in text and not text.split("/", 1)[0]:
             raise SourceError(f"{text}: no such image file")
         try:

@@ -150,3 +150,13 @@ def test_docker_run_options_in_one_boot_hostname_env_file_rm_cpus_colon_path_ker
 def test_help_is_long_only_and_h_is_the_hostname():
     p = run("--help")
     assert p.returncode == 0 and "--hostname" in p.stdout and "--interactive" in p.stdout
+
+
+def test_a_platform_the_image_is_not_for_is_refused_before_booting(bb_img, bb_layout):
+    for image, named in ((bb_img, bb_img), (f"oci:{bb_layout}", bb_layout)):
+        proc = run(*TCG, "--platform", "linux/arm64", image, "--", "true")
+        assert proc.returncode == 125
+        assert proc.stderr == (f"ociext4: error: {named}: no manifest for linux/arm64 "
+                               "(has: linux/amd64)\n")
+    # Any spelling of the image's own platform runs it.
+    assert run(*TCG, "--platform", "AMD64", bb_img, "--", "true").returncode == 0
