@@ -235,7 +235,7 @@ def test_user_network_forwards_published_ports_and_volumes_share_memory():
 
 def test_kernel_messages_go_to_the_console_port_only():
     assert kernel_cmdline(False).split() == ["console=ttyS0", "panic=-1", "cryptomgr.notests",
-                                             "quiet"]
+                                             "no_timer_check", "quiet"]
     assert "quiet" not in kernel_cmdline(True).split()
 
 
