@@ -297,8 +297,8 @@ def run(image: str | PathLike, command: Sequence[str] | None = None, *,
         platform: str | Platform | None = None, cache: PathLike | None = None,
         registry: RegistryOptions | None = None, kernel: PathLike | None = None,
         accel: str = "auto", console: bool = False, stdin: BinaryIO | int | None = None,
-        stdout: BinaryIO | int | None = None, stderr: BinaryIO | int | None = None
-        ) -> RunResult:
+        stdout: BinaryIO | int | None = None, stderr: BinaryIO | int | None = None,
+        verity_root_hash: str | None = None) -> RunResult:
     """Boots an image (an ext4 file from unpack, oci:…, docker-archive:… or a
     registry name) in a VM and runs its entrypoint, or `command`, in it, as
     `ociext4 run` does with the same defaults.  `memory` is MiB or a size
@@ -307,9 +307,12 @@ def run(image: str | PathLike, command: Sequence[str] | None = None, *,
     image file) or `read_only`.  `stdin` is read only with `interactive`.  The
     exit code is the command's, docker's way: 125 when ociext4 or the VM
     failed, 126 cannot run, 127 not found, 128+N killed by signal N.  Output
-    goes to `stdout`/`stderr` (default: this process's)."""
+    goes to `stdout`/`stderr` (default: this process's).  An image made with
+    `verity` boots read-only under dm-verity, pinned to `verity_root_hash`
+    or else to its sidecar's."""
     import sys
 
+    from .ext4.verity import parse_root_hash
     from .runcache import image_for
     from .vm import options
     from .vm.runner import run_vm
@@ -326,7 +329,8 @@ def run(image: str | PathLike, command: Sequence[str] | None = None, *,
         memory_mib=options.parse_memory(str(memory if memory is not None else 512)),
         cpus=options.parse_cpus(str(cpus or 1))[0], timeout=timeout,
         stop_timeout=DEFAULT_STOP_TIMEOUT if stop_timeout is None else stop_timeout,
-        kernel=Path(kernel) if kernel is not None else None, accel=accel, console=console)
+        kernel=Path(kernel) if kernel is not None else None, accel=accel, console=console,
+        verity_root_hash=parse_root_hash(verity_root_hash) if verity_root_hash else None)
     img, config = image_for(os.fspath(image), as_platform(platform), cache=cache,
                             registry=registry, rw=rw)
     result = run_vm(img, config, spec, stdin,
