@@ -3,10 +3,12 @@ cryptsetup's own veritysetup."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -188,3 +190,29 @@ def test_an_image_without_verity_has_no_tree_to_read(tmp_path):
     cli("mkfs", "--no-journal", source_tree(tmp_path / "src"), img)
     with pytest.raises(ociext4.errors.ImageError, match="made without --verity"):
         verity.read_info(img, "00" * 32)
+
+
+def test_a_failed_write_of_the_tree_is_an_image_error_naming_the_image(tmp_path):
+    img = tmp_path / "x.img"
+    img.write_bytes(bytes(1 << 20))
+    fd = os.open(img, os.O_RDONLY)
+    try:
+        with pytest.raises(ociext4.errors.ImageError,
+                           match=r"^x\.img: writing the dm-verity hash tree: Bad file") as e:
+            verity.append(fd, 256, b"salt", uuid.UUID(int=0), "x.img")
+    finally:
+        os.close(fd)
+    assert e.value.errno == errno.EBADF
+
+
+def test_a_sidecar_with_a_malformed_verity_is_a_one_line_error(tmp_path):
+    img = tmp_path / "out.img"
+    cli("mkfs", "--verity", source_tree(tmp_path / "src"), img)
+    side_path = Path(f"{img}.json")
+    doc = json.loads(side_path.read_text())
+    doc["verity"]["root_hash"] = "xyz"
+    side_path.write_text(json.dumps(doc))
+    proc = cli("run", img, "--", "true", check=False)
+    assert proc.returncode == 125
+    assert proc.stderr.count("\n") == 1
+    assert "verity" in proc.stderr and "not 64 hexadecimal digits" in proc.stderr

@@ -63,20 +63,24 @@ def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
 # ------------------------------------------------------------ host side
 
 
-def test_a_verity_image_gets_a_read_only_root_and_the_table_over_the_disk(verity_img):
+def test_a_verity_image_gets_the_table_over_the_disk_and_keeps_its_root_mode(verity_img):
     info = verity_for(verity_img, RunSpec())
     assert info is not None and info.root_hash == root_hash(verity_img)
-    pairs = dict(settings_for(ContainerConfig(cmd=("true",)), RunSpec(), host_resolv="",
-                              verity=info).pairs())
-    assert pairs["root"] == "ro"
+    config = ContainerConfig(cmd=("true",))
+    pairs = dict(settings_for(config, RunSpec(), host_resolv="", verity=info).pairs())
+    assert pairs["root"] == "throwaway"
+    read_only = dict(settings_for(config, RunSpec(read_only=True), host_resolv="",
+                                  verity=info).pairs())
+    assert read_only["root"] == "ro"
     assert pairs["verity"] == (f"1 /dev/vda /dev/vda 4096 4096 {info.data_blocks} "
                                f"{info.data_blocks + 1} sha256 {info.root_hash} {info.salt}")
 
 
-def test_the_dm_group_loads_dm_mod_before_dm_verity():
+def test_the_dm_group_loads_dm_mod_before_dm_verity_and_the_overlay():
     groups = module_groups(find_kernel().modules)
     names = [module_name(p) for p in groups["module.dm"]]
     assert names.index("dm_mod") < names.index("dm_verity")
+    assert "overlay" in names
     assert not set(groups["module.dm"]) & set(groups["module"])
 
 
@@ -106,13 +110,26 @@ def test_pinning_a_hash_on_an_image_without_a_tree_is_refused(tmp_path):
 
 def test_a_verity_image_boots_read_only_on_dm_verity_and_reads_its_files(verity_img):
     p = subprocess.run(
-        [*OCIEXT4, "run", *TCG, str(verity_img), "--", "sh", "-c",
+        [*OCIEXT4, "run", *TCG, "--read-only", str(verity_img), "--", "sh", "-c",
          "grep ' / ' /proc/mounts >&2; cat /data/big"], capture_output=True, check=False)
     assert p.returncode == 0, p.stderr
     assert p.stdout == BIG
     device, mount_point, fstype, options = p.stderr.decode().split()[:4]
     assert (device, mount_point, fstype) == ("/dev/ociext4-root", "/", "ext4")
     assert options.startswith("ro,")
+
+
+def test_the_throwaway_root_is_an_overlay_on_the_verified_image_left_unchanged(verity_img):
+    before = verity_img.read_bytes()
+    p = run(verity_img, "--", "sh", "-c",
+            "echo kept-in-memory > /etc/new && cat /etc/new && mkdir -p /var/new/d && "
+            "grep ' / ' /proc/mounts && ls -ld / | cut -c1-10")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0] == "kept-in-memory"
+    assert lines[1].startswith("overlay / overlay rw,")
+    assert lines[2] == "drwxr-xr-x"   # the image's root's mode, not the tmpfs's
+    assert verity_img.read_bytes() == before
 
 
 def test_a_flipped_data_byte_fails_that_files_read_with_an_io_error(verity_img, tmp_path):
@@ -143,7 +160,7 @@ def test_a_wrong_root_hash_refuses_to_boot_with_one_line(verity_img):
 
 def test_a_pinned_root_hash_boots_an_image_without_its_sidecar(verity_img, tmp_path):
     bare = copy_image(verity_img, tmp_path / "bare.img", sidecar=False)
-    p = run("--verity-root-hash", root_hash(verity_img).upper(), bare, "--",
+    p = run("--read-only", "--verity-root-hash", root_hash(verity_img).upper(), bare, "--",
             "sh", "-c", "grep ' / ' /proc/mounts")
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("/dev/ociext4-root / ext4 ro,")

@@ -77,6 +77,8 @@
 #define DM_CONTROL "/dev/mapper/control"
 #define VERITY_NAME "ociext4-root"
 #define VERITY_DEV "/dev/ociext4-root"
+#define LOWER "/lower"     /* a verity root's read-only image, under the overlay */
+#define UPPER "/upper"     /* the tmpfs its throwaway writes go to */
 #define NEWROOT "/newroot"
 #define ETC_DIR "/run/ociext4"
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -461,7 +463,8 @@ static int setup_verity(const char *table, char *err, size_t errlen)
         return -1;
     }
     size_t plen = strlen(table) + 1;
-    size_t size = sizeof(struct dm_ioctl) + sizeof(struct dm_target_spec) + ((plen + 7) & ~(size_t)7);
+    size_t size = sizeof(struct dm_ioctl) + sizeof(struct dm_target_spec) +
+                  ((plen + 7) & ~(size_t)7);
     if (size > UINT32_MAX) {
         snprintf(err, errlen, "verity: table too long");
         return -1;
@@ -520,6 +523,38 @@ out:
     snprintf(err, errlen, "verity: %s: %s", step, strerror(errno));
     close(fd);
     free(buf);
+    return -1;
+}
+
+/* dm-verity cannot be written, and QEMU's snapshot overlay is below it: the
+ * throwaway writable root is an overlay of a tmpfs on the verified image,
+ * its upper root made as the image's root is. */
+static int mount_overlay(const char *disk, char *err, size_t errlen)
+{
+    struct stat st;
+    mkdir(LOWER, 0755);
+    mkdir(UPPER, 0755);
+    if (mount(disk, LOWER, "ext4", MS_RDONLY, "") != 0) {
+        snprintf(err, errlen, "the image does not mount as ext4 (%s: %s)", disk,
+                 strerror(errno));
+        return -1;
+    }
+    const char *step = "tmpfs";
+    if (mount("tmpfs", UPPER, "tmpfs", 0, "mode=0755") != 0)
+        goto out;
+    step = "the upper root";
+    if (stat(LOWER, &st) != 0 || mkdir(UPPER "/data", 0700) != 0 ||
+        chown(UPPER "/data", st.st_uid, st.st_gid) != 0 ||
+        chmod(UPPER "/data", st.st_mode & 07777) != 0 || mkdir(UPPER "/work", 0700) != 0)
+        goto out;
+    step = "overlay";
+    if (mount("overlay", NEWROOT, "overlay", 0,
+              "lowerdir=" LOWER ",upperdir=" UPPER "/data,workdir=" UPPER "/work") != 0)
+        goto out;
+    return 0;
+out:
+    snprintf(err, errlen, "the writable layer over the verified root: %s: %s", step,
+             strerror(errno));
     return -1;
 }
 
@@ -1347,10 +1382,15 @@ int main(void)
         if (setup_verity(s.verity, err, sizeof err) != 0)
             fail(&pt, 0, "%s", err);
         disk = VERITY_DEV;
-        s.root = ROOT_READONLY;   /* dm-verity cannot be written */
+        if (s.root == ROOT_KEEP)
+            s.root = ROOT_READONLY;   /* never kept: the host refuses --rw first */
     }
-    if (mount(disk, NEWROOT, "ext4", s.root == ROOT_READONLY ? MS_RDONLY : 0, "") != 0)
+    if (s.verity && s.root == ROOT_THROWAWAY) {
+        if (mount_overlay(disk, err, sizeof err) != 0)
+            fail(&pt, 0, "%s", err);
+    } else if (mount(disk, NEWROOT, "ext4", s.root == ROOT_READONLY ? MS_RDONLY : 0, "") != 0) {
         fail(&pt, 0, "the image does not mount as ext4 (%s: %s)", disk, strerror(errno));
+    }
     int keep = s.root == ROOT_KEEP;
     /* The ports are announced while the disk is found and mounted: looked
      * for only now, they are usually there. */

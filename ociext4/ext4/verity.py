@@ -199,9 +199,21 @@ def superblock(data_blocks: int, salt: bytes, uuid: uuidlib.UUID) -> bytes:
     return sb + bytes(BLOCK - len(sb))
 
 
-def append(fd: int, data_blocks: int, salt: bytes, uuid: uuidlib.UUID) -> VerityInfo:
+def append(fd: int, data_blocks: int, salt: bytes, uuid: uuidlib.UUID,
+           name: str = "the image") -> VerityInfo:
     """Hashes the first `data_blocks` blocks of the image open at `fd` and
-    writes the superblock and tree right after them."""
+    writes the superblock and tree right after them; `name` is the image
+    as errors call it."""
+    try:
+        return _append(fd, data_blocks, salt, uuid)
+    except OSError as e:
+        raise ImageError(f"{name}: writing the dm-verity hash tree: {e.strerror or e}",
+                         e.errno) from None
+    except ImageError as e:
+        raise ImageError(f"{name}: {e}") from None
+
+
+def _append(fd: int, data_blocks: int, salt: bytes, uuid: uuidlib.UUID) -> VerityInfo:
     hashes = _hash_data(fd, data_blocks, salt)
     levels: list[bytes] = []
     while True:

@@ -259,7 +259,8 @@ class Ext4Writer:
             salt = opts.verity_salt
             tree = verity_tree.append(
                 self._out.fd, result.blocks,
-                verity_tree.derived_salt(digest.digest()) if salt is None else salt, fs_uuid)
+                verity_tree.derived_salt(digest.digest()) if salt is None else salt, fs_uuid,
+                str(self.path))
             tree_seconds = time.perf_counter() - started
         self._fd = None
         self._out.finish(opts.fsync)

@@ -20,7 +20,9 @@ GUEST_MODULES = ("virtio_pci", "virtio_blk", "ext4", "virtio_console")
 # Loaded only by runs that use them: each module costs boot time under TCG.
 NET_MODULES = ("virtio_net",)
 FS_MODULES = ("virtiofs",)
-DM_MODULES = ("dm_verity",)   # dm_mod and dm_bufio follow
+# A root on dm-verity (dm_mod and dm_bufio follow), and the overlay that
+# gives it a throwaway writable layer.
+DM_MODULES = ("dm_verity", "overlay")
 
 _SUFFIX = re.compile(r"\.ko(\.xz|\.zst|\.gz)?$")
 

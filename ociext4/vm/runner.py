@@ -66,7 +66,8 @@ def settings_for(config: ContainerConfig, spec: RunSpec,
                  host_resolv: str | None = None,
                  verity: VerityInfo | None = None) -> GuestSettings:
     """The image config and the spec merged into what the init is told;
-    with `verity`, a read-only root on dm-verity over the disk."""
+    with `verity`, the root on dm-verity over the disk (its throwaway
+    writes on an overlay, in the guest's memory)."""
     base = guest_settings(config, Overrides(
         command=spec.command, entrypoint=spec.entrypoint, env=spec.env, workdir=spec.workdir,
         user=spec.user, hostname=spec.hostname, rw=spec.rw), host_env)
@@ -74,8 +75,7 @@ def settings_for(config: ContainerConfig, spec: RunSpec,
     address = GUEST_ADDR.split("/")[0] if net else None
     return GuestSettings(
         base.argv, base.env, base.workdir, base.user, base.hostname, rw=spec.rw,
-        read_only=(spec.read_only or verity is not None) and not spec.rw,
-        interactive=spec.interactive, tty=spec.tty,
+        read_only=spec.read_only and not spec.rw, interactive=spec.interactive, tty=spec.tty,
         winsize=winsize if spec.tty else None, hosts=hosts_file(spec.hostname, address),
         resolv=resolv_file(DNS, _host_resolv() if host_resolv is None else host_resolv)
         if net else None,
