@@ -216,3 +216,31 @@ def test_a_sidecar_with_a_malformed_verity_is_a_one_line_error(tmp_path):
     assert proc.returncode == 125
     assert proc.stderr.count("\n") == 1
     assert "verity" in proc.stderr and "not 64 hexadecimal digits" in proc.stderr
+
+
+@pytest.mark.parametrize("blocks", [1, 100, 128, 129, 300, 16385])
+def test_the_tree_of_any_data_size_with_holes_is_veritysetups(tmp_path, blocks):
+    """One level (up to 128 blocks) and more, and data runs between holes
+    (which are never read), against veritysetup format of the same bytes."""
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    with open(ours, "wb") as f:
+        f.truncate(blocks * 4096)
+        for b in range(0, blocks, 7):           # data, holes between
+            f.seek(b * 4096 + 100)
+            f.write(os.urandom(50) + b"\0" * (4096 - 150))
+        f.seek(blocks * 4096 - 1)
+        f.write(b"\1")                          # the last block is data
+    shutil.copyfile(ours, theirs)
+    salt = b"\x12\x34"
+    fd = os.open(ours, os.O_RDWR)
+    try:
+        info = verity.append(fd, blocks, salt, uuid.UUID(int=7))
+    finally:
+        os.close(fd)
+    proc = subprocess.run(
+        ["veritysetup", "format", "--hash-offset", str(blocks * 4096), "--salt", "1234",
+         "--data-blocks", str(blocks), "--uuid", str(uuid.UUID(int=7)), str(theirs),
+         str(theirs)], capture_output=True, text=True, check=True)
+    assert f"Root hash:      \t{info.root_hash}" in proc.stdout
+    assert ours.read_bytes() == theirs.read_bytes()
+    assert ours.stat().st_size == blocks * 4096 + verity.tree_bytes(blocks)

@@ -95,14 +95,14 @@ def parse_root_hash(text: str) -> str:
 
 
 def _level_sizes(data_blocks: int) -> list[int]:
-    """Hash blocks per level, from the hashes of the data up to the top."""
+    """Hash blocks per level, from the hashes of the data up to the top (a
+    single data block has none: its hash is the root, as the kernel has it)."""
     sizes = []
     n = data_blocks
-    while True:
+    while n > 1:
         n = -(-n // PER_BLOCK)
         sizes.append(n)
-        if n == 1:
-            return sizes
+    return sizes
 
 
 def tree_bytes(data_blocks: int) -> int:
@@ -159,7 +159,8 @@ def _hash_range(fd: int, start: int, stop: int, salt: bytes) -> bytes:
 
 def _hash_data(fd: int, data_blocks: int, salt: bytes) -> bytes:
     """Level 0: the hash of every data block, in order; pieces of the data
-    are hashed on as many threads as there are CPUs (two here)."""
+    are hashed on a thread per CPU (up to four), since hashing a block
+    releases the GIL."""
     zero = hashlib.sha256(salt)
     zero.update(bytes(BLOCK))
     zero_hash = zero.digest()
@@ -216,12 +217,10 @@ def append(fd: int, data_blocks: int, salt: bytes, uuid: uuidlib.UUID,
 def _append(fd: int, data_blocks: int, salt: bytes, uuid: uuidlib.UUID) -> VerityInfo:
     hashes = _hash_data(fd, data_blocks, salt)
     levels: list[bytes] = []
-    while True:
+    while len(hashes) > DIGEST:
         blocks, hashes = _hash_blocks(hashes, salt)
         levels.append(blocks)
-        if len(blocks) == BLOCK:
-            break
-    root = hashes   # the hash of the top block
+    root = hashes   # the hash of the top block (or of the only data block)
     offset = data_blocks * BLOCK
     os.pwrite(fd, superblock(data_blocks, salt, uuid), offset)
     pos = offset + BLOCK
