@@ -56,6 +56,7 @@ quiet() {
 # linux-image-cloud-amd64: the guest kernel and its virtio modules.
 # busybox-static: the busybox of the run tests' image (fixtures/runimages.py).
 # cpio: the tests read the initramfs writer's archives back with GNU cpio.
+# cryptsetup-bin: veritysetup judges the --verity hash trees (tests/test_verity.py).
 # tmux: the `run -it` test drives an interactive guest shell in a real terminal.
 apt_packages=(
     e2fsprogs
@@ -82,6 +83,7 @@ apt_packages=(
     busybox-static
     cpio
     tmux
+    cryptsetup-bin
 )
 
 # shellcheck disable=SC2317  # called through quiet()

@@ -32,5 +32,7 @@ def run_mkfs(args: argparse.Namespace, started: float) -> int:
         print(f"{info.path}: {info.size >> 20} MiB, {used >> 20} MiB used, "
               f"{info.inodes - info.free_inodes} inodes, uuid {info.uuid}; "
               f"read+data {result.read_seconds:.2f}s, metadata {result.commit_seconds:.2f}s, "
-              f"total {result.read_seconds + result.commit_seconds:.2f}s", file=sys.stderr)
+              f"total {result.read_seconds + result.commit_seconds:.2f}s"
+              + (f" (verity tree {info.verity_seconds:.2f}s, root hash {info.verity.root_hash})"
+                 if info.verity else ""), file=sys.stderr)
     return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ociext4.errors import Ociext4Error, SourceError
+from ociext4.ext4.verity import parse_root_hash
 from ociext4.runcache import image_for
 from ociext4.vm.errors import RunOptionError
 from ociext4.vm.options import (
@@ -83,6 +84,9 @@ def add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                       help="keep the guest's writes in the image file (default: the root "
                            "is writable and its writes are thrown away)")
     root.add_argument("--read-only", action="store_true", help="a read-only root")
+    p.add_argument("--verity-root-hash", type=_root_hash, metavar="HASH",
+                   help="boot under dm-verity pinned to this root hash (default: an image "
+                        "made with --verity boots under its sidecar's)")
     p.add_argument("--rm", action="store_true",
                    help="accepted for docker's sake: no container is left to remove")
     p.add_argument("--network", "--net", default="user", metavar="user|none",
@@ -129,6 +133,13 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _root_hash(text: str) -> str:
+    try:
+        return parse_root_hash(text)
+    except Ociext4Error as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def run_spec(args: argparse.Namespace, command: list[str]) -> tuple[RunSpec, list[str]]:
     """The spec the options make, and warnings to show."""
     cpus, warning = parse_cpus(args.cpus)
@@ -141,7 +152,8 @@ def run_spec(args: argparse.Namespace, command: list[str]) -> tuple[RunSpec, lis
         publish=tuple(parse_publish(p) for p in args.publish), volumes=tuple(volumes),
         tmpfs=tuple(parse_tmpfs(t) for t in args.tmpfs), memory_mib=parse_memory(args.memory),
         cpus=cpus, timeout=args.timeout, stop_timeout=args.stop_timeout, kernel=args.kernel,
-        accel=args.accel, console=args.console, forward_signals=True)
+        accel=args.accel, console=args.console, forward_signals=True,
+        verity_root_hash=args.verity_root_hash)
     if spec.publish and spec.network == "none":
         raise RunOptionError("-p needs a network; it cannot be used with --network none")
     return spec, [warning] if warning else []

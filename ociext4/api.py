@@ -111,6 +111,12 @@ def as_platform(platform: str | Platform | None) -> Platform | None:
     return Platform.parse(platform) if isinstance(platform, str) else platform
 
 
+def _salt(given: bytes | None, manifest_digest: str) -> bytes:
+    from .ext4.verity import derived_salt
+
+    return derived_salt(manifest_digest.encode()) if given is None else given
+
+
 def open_image_source(source: str | LocalRef | RegistryRef | ImageSource, *,
                       cache: PathLike | None = None, registry: RegistryOptions | None = None,
                       progress: Progress | None = None) -> ImageSource:
@@ -142,23 +148,26 @@ def unpack(source: str | ImageSource, output: PathLike, *,
            free: int | None = None, journal: bool = True, limits: Limits | None = None,
            cache: PathLike | None = None, progress: Progress | None = None,
            uuid: uuidlib.UUID | None = None, label: str = "", fsync: bool = True,
-           timestamp: int | None = None, registry: RegistryOptions | None = None
-           ) -> UnpackResult:
+           timestamp: int | None = None, registry: RegistryOptions | None = None,
+           verity: bool = False, verity_salt: bytes | None = None) -> UnpackResult:
     """Flattens a container image (`oci:DIR[:TAG|@DIGEST]`,
     `docker-archive:FILE[:NAME:TAG|:@N]`, a registry name, or an
     ImageSource) into an ext4 image at `output`, with its config beside it
     as `output.json`.  The UUID and directory hash seed derive from the
     manifest digest unless `uuid` is given, so the same image gives the same
-    bytes."""
+    bytes.  `verity` appends a dm-verity hash tree (salt from the manifest
+    digest unless given) and leaves out the journal; the sidecar and
+    `stats.info.verity` carry its root hash."""
     from . import sidecar
     from .sources.image import flatten_image
 
     started = time.perf_counter()
     out = Path(output)
     sidecar.check_writable(out)
-    opts = Ext4Options(size=size, free=free, journal=journal, uuid=uuid, label=label,
+    opts = Ext4Options(size=size, free=free, journal=journal and not verity, uuid=uuid,
+                       label=label,
                        timestamp=source_date_epoch() if timestamp is None else timestamp,
-                       fsync=fsync)
+                       fsync=fsync, verity=verity, verity_salt=verity_salt)
     stats: list[LayerStats] = []
     report = progress.layer if progress is not None else None
     with open_image_source(source, cache=cache, registry=registry, progress=progress) as src, \
@@ -170,9 +179,12 @@ def unpack(source: str | ImageSource, output: PathLike, *,
             writer.options = dataclasses.replace(
                 writer.options,
                 uuid=writer.options.uuid or derived_uuid(image.manifest_digest, "uuid"),
-                hash_seed=derived_uuid(image.manifest_digest, "hash-seed"))
+                hash_seed=derived_uuid(image.manifest_digest, "hash-seed"),
+                verity_salt=_salt(verity_salt, image.manifest_digest))
             pending = None
-            if not getattr(writer, "is_device", False):
+            # With verity the sidecar names the root hash, known only after
+            # the commit (a crash between is caught by its UUID check).
+            if not getattr(writer, "is_device", False) and not verity:
                 pending = sidecar.PendingSidecar(out, sidecar.Sidecar(
                     image.manifest_digest, str(image.platform or ""), image.config.config,
                     writer.options.uuid))
@@ -184,6 +196,10 @@ def unpack(source: str | ImageSource, output: PathLike, *,
                 raise
             if pending is not None:
                 pending.commit()
+            if info.verity is not None:
+                sidecar.PendingSidecar(out, sidecar.Sidecar(
+                    image.manifest_digest, str(image.platform or ""), image.config.config,
+                    info.uuid, info.verity)).commit()
     done = time.perf_counter()
     return UnpackResult(out, image.manifest_digest, image.index_digest, image.platform,
                         image.config, info.uuid,
@@ -193,18 +209,22 @@ def unpack(source: str | ImageSource, output: PathLike, *,
 def mkfs(source: PathLike, output: PathLike, *, size: int | None = None,
          free: int | None = None, journal: bool = True, limits: Limits | None = None,
          uuid: uuidlib.UUID | None = None, label: str = "", fsync: bool = True,
-         timestamp: int | None = None) -> MkfsResult:
+         timestamp: int | None = None, verity: bool = False,
+         verity_salt: bytes | None = None) -> MkfsResult:
     """An ext4 image from a directory or a tar archive (plain, gzip or zstd;
-    "-" reads standard input)."""
+    "-" reads standard input).  `verity` as for unpack, the salt derived
+    from the content unless given; only then is a sidecar written (for the
+    root hash)."""
     from . import sidecar
     from .sources.directory import read_directory
     from .sources.tarball import open_source, read_tar
 
     started = time.perf_counter()
     out = Path(output)
-    opts = Ext4Options(size=size, free=free, journal=journal, uuid=uuid, label=label,
+    opts = Ext4Options(size=size, free=free, journal=journal and not verity, uuid=uuid,
+                       label=label,
                        timestamp=source_date_epoch() if timestamp is None else timestamp,
-                       fsync=fsync)
+                       fsync=fsync, verity=verity, verity_salt=verity_salt)
     text = os.fspath(source)
     with Ext4Writer(out, opts) as writer, _NoGC():
         if text != "-" and os.path.isdir(text):
@@ -216,6 +236,11 @@ def mkfs(source: PathLike, output: PathLike, *, size: int | None = None,
         if not getattr(writer, "is_device", False):
             sidecar.remove_stale(out)
         info = writer.commit(root)
+        if info.verity is not None:
+            from .model import ContainerConfig
+
+            sidecar.PendingSidecar(out, sidecar.Sidecar(
+                "", "", ContainerConfig(), info.uuid, info.verity)).commit()
     return MkfsResult(out, info.uuid, read_done - started, time.perf_counter() - read_done, info)
 
 
@@ -272,8 +297,8 @@ def run(image: str | PathLike, command: Sequence[str] | None = None, *,
         platform: str | Platform | None = None, cache: PathLike | None = None,
         registry: RegistryOptions | None = None, kernel: PathLike | None = None,
         accel: str = "auto", console: bool = False, stdin: BinaryIO | int | None = None,
-        stdout: BinaryIO | int | None = None, stderr: BinaryIO | int | None = None
-        ) -> RunResult:
+        stdout: BinaryIO | int | None = None, stderr: BinaryIO | int | None = None,
+        verity_root_hash: str | None = None) -> RunResult:
     """Boots an image (an ext4 file from unpack, oci:…, docker-archive:… or a
     registry name) in a VM and runs its entrypoint, or `command`, in it, as
     `ociext4 run` does with the same defaults.  `memory` is MiB or a size
@@ -282,9 +307,12 @@ def run(image: str | PathLike, command: Sequence[str] | None = None, *,
     image file) or `read_only`.  `stdin` is read only with `interactive`.  The
     exit code is the command's, docker's way: 125 when ociext4 or the VM
     failed, 126 cannot run, 127 not found, 128+N killed by signal N.  Output
-    goes to `stdout`/`stderr` (default: this process's)."""
+    goes to `stdout`/`stderr` (default: this process's).  An image made with
+    `verity` boots read-only under dm-verity, pinned to `verity_root_hash`
+    or else to its sidecar's."""
     import sys
 
+    from .ext4.verity import parse_root_hash
     from .runcache import image_for
     from .vm import options
     from .vm.runner import run_vm
@@ -301,7 +329,8 @@ def run(image: str | PathLike, command: Sequence[str] | None = None, *,
         memory_mib=options.parse_memory(str(memory if memory is not None else 512)),
         cpus=options.parse_cpus(str(cpus or 1))[0], timeout=timeout,
         stop_timeout=DEFAULT_STOP_TIMEOUT if stop_timeout is None else stop_timeout,
-        kernel=Path(kernel) if kernel is not None else None, accel=accel, console=console)
+        kernel=Path(kernel) if kernel is not None else None, accel=accel, console=console,
+        verity_root_hash=parse_root_hash(verity_root_hash) if verity_root_hash else None)
     img, config = image_for(os.fspath(image), as_platform(platform), cache=cache,
                             registry=registry, rw=rw)
     result = run_vm(img, config, spec, stdin,

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import tempfiles
-from .errors import DocumentError, SourceError
+from .errors import DocumentError, ImageError, SourceError
+from .ext4.verity import VerityInfo, parse_root_hash
 from .model import ContainerConfig, container_config, fields, parse_json
 
 _UUID_AT = 1024 + 0x68   # s_uuid in the superblock
@@ -30,12 +31,15 @@ class Sidecar:
     platform: str
     config: ContainerConfig
     uuid: uuidlib.UUID | None = None
+    verity: VerityInfo | None = None   # the hash tree appended by --verity
 
     def to_json(self) -> str:
         doc = {"manifest": self.manifest, "platform": self.platform,
                "config": self.config.to_json()}
         if self.uuid is not None:
             doc["uuid"] = str(self.uuid)
+        if self.verity is not None:
+            doc["verity"] = self.verity.to_json()
         return json.dumps(doc, indent=1, sort_keys=True) + "\n"
 
 
@@ -103,8 +107,11 @@ def read(image: Path) -> Sidecar | None:
         config = container_config(doc.value.get("config"), "sidecar")
         manifest, platform = doc.str("manifest", ""), doc.str("platform", "")
         text = doc.str("uuid", "")
+        verity = _verity(doc.value.get("verity"))
     except DocumentError as e:
         raise SourceError(f"{side}: {e.field}: {e.problem}") from None
+    except ImageError as e:
+        raise SourceError(f"{side}: verity: {e}") from None
     want = None
     if text:
         try:
@@ -114,4 +121,20 @@ def read(image: Path) -> Sidecar | None:
         if image_uuid(image) != want:
             raise SourceError(f"{side}: describes another image (file-system UUID {want}); "
                               f"unpack {image} again or remove {side.name}")
-    return Sidecar(manifest, platform, config, want)
+    return Sidecar(manifest, platform, config, want, verity)
+
+
+def _verity(value: object) -> VerityInfo | None:
+    if value is None:
+        return None
+    doc = fields(value, "sidecar", "verity")
+    numbers = {}
+    for key in ("hash_offset", "data_blocks", "data_block_size", "hash_block_size"):
+        n = doc.value.get(key)
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise DocumentError("sidecar", f"verity.{key}", "not a whole number")
+        numbers[key] = n
+    return VerityInfo(parse_root_hash(doc.str("root_hash")), doc.str("salt", ""),
+                      numbers["hash_offset"], numbers["data_blocks"],
+                      numbers["data_block_size"], numbers["hash_block_size"],
+                      doc.str("hash_algorithm", ""))

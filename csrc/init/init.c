@@ -28,6 +28,7 @@
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <linux/dm-ioctl.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -49,6 +50,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -72,6 +74,11 @@
 #define PORT_CTL 2
 #define PORT_IN 3
 #define DISK "/dev/vda"
+#define DM_CONTROL "/dev/mapper/control"
+#define VERITY_NAME "ociext4-root"
+#define VERITY_DEV "/dev/ociext4-root"
+#define LOWER "/lower"     /* a verity root's read-only image, under the overlay */
+#define UPPER "/upper"     /* the tmpfs its throwaway writes go to */
 #define NEWROOT "/newroot"
 #define ETC_DIR "/run/ociext4"
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -94,6 +101,7 @@ typedef struct {
     list modules;      /* always loaded */
     list net_modules;  /* loaded when the network is on */
     list fs_modules;   /* loaded when there are volumes */
+    list dm_modules;   /* loaded for a root on dm-verity */
     list volumes;      /* "TAG\tPATH\tro|rw" */
     list tmpfs;        /* guest paths */
     const char *workdir;
@@ -103,6 +111,7 @@ typedef struct {
     const char *resolv;    /* contents of /etc/resolv.conf, if given */
     const char *net_addr;  /* "10.0.2.15/24": eth0's address; NULL: no network */
     const char *net_gw;
+    const char *verity;    /* the dm-verity table over DISK; NULL: DISK as it is */
     enum root_mode root;
     int interactive;
     int tty;
@@ -318,6 +327,10 @@ static int parse_settings(blob *b, settings *s, char *err, size_t errlen)
             bad = push(&s->net_modules, v);
         else if (!strcmp(rec, "module.fs"))
             bad = push(&s->fs_modules, v);
+        else if (!strcmp(rec, "module.dm"))
+            bad = push(&s->dm_modules, v);
+        else if (!strcmp(rec, "verity"))
+            s->verity = v;
         else if (!strcmp(rec, "volume"))
             bad = push(&s->volumes, v);
         else if (!strcmp(rec, "tmpfs"))
@@ -419,6 +432,129 @@ static int wait_for(const char *path, long ms)
             return 0;
         sleep_ms(2);
     }
+    return -1;
+}
+
+/* ------------------------------------------------------------- dm-verity */
+
+static void dm_header(struct dm_ioctl *io, size_t size, uint32_t flags)
+{
+    memset(io, 0, sizeof *io);
+    io->version[0] = DM_VERSION_MAJOR;
+    io->data_size = (uint32_t)size;
+    io->data_start = sizeof *io;
+    io->flags = flags;
+    snprintf(io->name, sizeof io->name, "%s", VERITY_NAME);
+}
+
+/* The root's read-only dm-verity device, made with the three DM ioctls
+ * dmsetup would use (create, load the table, resume), then a node for it.
+ * `table` is the verity target's parameters, from the host. */
+static int setup_verity(const char *table, char *err, size_t errlen)
+{
+    unsigned long long blocks = 0;
+    if (sscanf(table, "%*u %*s %*s %*u %*u %llu", &blocks) != 1 || blocks == 0 ||
+        blocks > (UINT64_MAX >> 3)) {
+        snprintf(err, errlen, "verity: bad table: %.80s", table);
+        return -1;
+    }
+    if (wait_for(DM_CONTROL, 5000) != 0) {
+        snprintf(err, errlen, "verity: %s did not appear (no dm_mod?)", DM_CONTROL);
+        return -1;
+    }
+    size_t plen = strlen(table) + 1;
+    size_t size = sizeof(struct dm_ioctl) + sizeof(struct dm_target_spec) +
+                  ((plen + 7) & ~(size_t)7);
+    if (size > UINT32_MAX) {
+        snprintf(err, errlen, "verity: table too long");
+        return -1;
+    }
+    char *buf = calloc(1, size);
+    int fd = open(DM_CONTROL, O_RDWR | O_CLOEXEC);
+    if (!buf || fd < 0) {
+        snprintf(err, errlen, "verity: %s: %s", DM_CONTROL, strerror(errno));
+        free(buf);
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    struct dm_ioctl *io = (struct dm_ioctl *)buf;
+    const char *step = "creating the device";
+    dm_header(io, sizeof *io, 0);
+    if (ioctl(fd, DM_DEV_CREATE, io) != 0)
+        goto out;
+    dev_t dev = (dev_t)io->dev;
+    step = "loading the table";
+    dm_header(io, size, DM_READONLY_FLAG);
+    io->target_count = 1;
+    struct dm_target_spec *t = (struct dm_target_spec *)(buf + sizeof *io);
+    t->sector_start = 0;
+    t->length = blocks * 8;   /* 512-byte sectors in the 4 KiB data blocks */
+    t->next = (uint32_t)(size - sizeof *io);
+    snprintf(t->target_type, sizeof t->target_type, "verity");
+    memcpy(buf + sizeof *io + sizeof *t, table, plen);
+    if (ioctl(fd, DM_TABLE_LOAD, io) != 0)
+        goto out;
+    step = "activating it";
+    dm_header(io, sizeof *io, 0);   /* a resume: no DM_SUSPEND_FLAG */
+    if (ioctl(fd, DM_DEV_SUSPEND, io) != 0)
+        goto out;
+    close(fd);
+    free(buf);
+    if (mknod(VERITY_DEV, S_IFBLK | 0600, dev) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "verity: %s: %s", VERITY_DEV, strerror(errno));
+        return -1;
+    }
+    /* A wrong root hash fails every read: say that, not mount's vaguer
+     * "can't read superblock". */
+    char block[4096];
+    int d = open(VERITY_DEV, O_RDONLY | O_CLOEXEC);
+    ssize_t got = d >= 0 ? pread(d, block, sizeof block, 0) : -1;
+    int e = errno;
+    if (d >= 0)
+        close(d);
+    if (got != (ssize_t)sizeof block) {
+        snprintf(err, errlen, "verity: the image does not match the root hash it is pinned "
+                 "to (%s)", got < 0 ? strerror(e) : "short read");
+        return -1;
+    }
+    return 0;
+out:
+    snprintf(err, errlen, "verity: %s: %s", step, strerror(errno));
+    close(fd);
+    free(buf);
+    return -1;
+}
+
+/* dm-verity cannot be written, and QEMU's snapshot overlay is below it: the
+ * throwaway writable root is an overlay of a tmpfs on the verified image,
+ * its upper root made as the image's root is. */
+static int mount_overlay(const char *disk, char *err, size_t errlen)
+{
+    struct stat st;
+    mkdir(LOWER, 0755);
+    mkdir(UPPER, 0755);
+    if (mount(disk, LOWER, "ext4", MS_RDONLY, "") != 0) {
+        snprintf(err, errlen, "the image does not mount as ext4 (%s: %s)", disk,
+                 strerror(errno));
+        return -1;
+    }
+    const char *step = "tmpfs";
+    if (mount("tmpfs", UPPER, "tmpfs", 0, "mode=0755") != 0)
+        goto out;
+    step = "the upper root";
+    if (stat(LOWER, &st) != 0 || mkdir(UPPER "/data", 0700) != 0 ||
+        chown(UPPER "/data", st.st_uid, st.st_gid) != 0 ||
+        chmod(UPPER "/data", st.st_mode & 07777) != 0 || mkdir(UPPER "/work", 0700) != 0)
+        goto out;
+    step = "overlay";
+    if (mount("overlay", NEWROOT, "overlay", 0,
+              "lowerdir=" LOWER ",upperdir=" UPPER "/data,workdir=" UPPER "/work") != 0)
+        goto out;
+    return 0;
+out:
+    snprintf(err, errlen, "the writable layer over the verified root: %s: %s", step,
+             strerror(errno));
     return -1;
 }
 
@@ -1235,12 +1371,26 @@ int main(void)
         fail(&pt, 0, "%s", err);
     if (s.volumes.n && load_modules(&s.fs_modules, err, sizeof err) != 0)
         fail(&pt, 0, "%s", err);
+    if (s.verity && load_modules(&s.dm_modules, err, sizeof err) != 0)
+        fail(&pt, 0, "%s", err);
 
     if (wait_for(DISK, s.disk_wait_ms) != 0)
         fail(&pt, 0, "%s did not appear within %ld ms", DISK, s.disk_wait_ms);
     mkdir(NEWROOT, 0755);
-    if (mount(DISK, NEWROOT, "ext4", s.root == ROOT_READONLY ? MS_RDONLY : 0, "") != 0)
-        fail(&pt, 0, "the image does not mount as ext4 (%s: %s)", DISK, strerror(errno));
+    const char *disk = DISK;
+    if (s.verity) {
+        if (setup_verity(s.verity, err, sizeof err) != 0)
+            fail(&pt, 0, "%s", err);
+        disk = VERITY_DEV;
+        if (s.root == ROOT_KEEP)
+            s.root = ROOT_READONLY;   /* never kept: the host refuses --rw first */
+    }
+    if (s.verity && s.root == ROOT_THROWAWAY) {
+        if (mount_overlay(disk, err, sizeof err) != 0)
+            fail(&pt, 0, "%s", err);
+    } else if (mount(disk, NEWROOT, "ext4", s.root == ROOT_READONLY ? MS_RDONLY : 0, "") != 0) {
+        fail(&pt, 0, "the image does not mount as ext4 (%s: %s)", disk, strerror(errno));
+    }
     int keep = s.root == ROOT_KEEP;
     /* The ports are announced while the disk is found and mounted: looked
      * for only now, they are usually there. */

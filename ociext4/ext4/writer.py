@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 import uuid as uuidlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from ..output import Output
 from ..tree import S_IFDIR, S_IFLNK, S_IFREG, Inode, new_dir
 from . import plan as planning
 from . import records
+from . import verity as verity_tree
 from . import xattrs as xattr_codec
 from ._writer import ffi, lib
 
@@ -40,6 +42,8 @@ class Ext4Options:
     timestamp: int = 0               # superblock times (seconds since the epoch)
     max_size: int = planning.DEFAULT_MAX_BYTES
     fsync: bool = True
+    verity: bool = False             # append a dm-verity hash tree (ociext4.ext4.verity)
+    verity_salt: bytes | None = None  # None: derived from the content
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +56,8 @@ class ImageInfo:
     free_inodes: int
     groups: int
     uuid: uuidlib.UUID
+    verity: verity_tree.VerityInfo | None = None
+    verity_seconds: float = 0.0
 
 
 class Ext4Writer:
@@ -65,6 +71,10 @@ class Ext4Writer:
         planning.check_timestamp(self.options.timestamp)
         self._out = Output(self.path)
         self._fd: int | None = self._out.fd
+        if self.options.verity and self._out.is_device:
+            self.abort()
+            raise ImageError(f"{self.path}: --verity appends a hash tree after the file "
+                             "system, so it needs a file, not a block device")
         try:
             self._size = self._image_size()
             # A given size is also the limit, so a source that cannot fit
@@ -243,11 +253,20 @@ class Ext4Writer:
             ffi.from_buffer("oe_inode[]", inodes), len(records),
             ffi.from_buffer("oe_dirent[]", dirents), len(dirents) // _DIRENT.size,
             ffi.from_buffer(blob), len(blob), result))
+        tree, tree_seconds = None, 0.0
+        if opts.verity:
+            started = time.perf_counter()
+            salt = opts.verity_salt
+            tree = verity_tree.append(
+                self._out.fd, result.blocks,
+                verity_tree.derived_salt(digest.digest()) if salt is None else salt, fs_uuid,
+                str(self.path))
+            tree_seconds = time.perf_counter() - started
         self._fd = None
         self._out.finish(opts.fsync)
         return ImageInfo(self.path, result.blocks * planning.BLOCK_SIZE, result.blocks,
                          result.free_blocks, result.inodes, result.free_inodes, result.groups,
-                         fs_uuid)
+                         fs_uuid, tree, tree_seconds)
 
 
 # Times in this range are stored as they are (see plan.clamp_time_ns).

@@ -20,6 +20,9 @@ GUEST_MODULES = ("virtio_pci", "virtio_blk", "ext4", "virtio_console")
 # Loaded only by runs that use them: each module costs boot time under TCG.
 NET_MODULES = ("virtio_net",)
 FS_MODULES = ("virtiofs",)
+# A root on dm-verity (dm_mod and dm_bufio follow), and the overlay that
+# gives it a throwaway writable layer.
+DM_MODULES = ("dm_verity", "overlay")
 
 _SUFFIX = re.compile(r"\.ko(\.xz|\.zst|\.gz)?$")
 
@@ -88,12 +91,12 @@ def guest_modules(modules_dir: Path, wanted: Iterable[str] = GUEST_MODULES) -> l
 
 def module_groups(modules_dir: Path) -> dict[str, list[str]]:
     """The always-loaded modules ("module") and those for the network
-    ("module.net") and volumes ("module.fs"), each group without what an
-    earlier one already loads."""
+    ("module.net"), volumes ("module.fs") and dm-verity ("module.dm"), each
+    group without what an earlier one already loads."""
     groups: dict[str, list[str]] = {}
     seen: set[str] = set()
     for key, wanted in (("module", GUEST_MODULES), ("module.net", NET_MODULES),
-                        ("module.fs", FS_MODULES)):
+                        ("module.fs", FS_MODULES), ("module.dm", DM_MODULES)):
         paths = [p for p in guest_modules(modules_dir, wanted) if p not in seen]
         seen.update(paths)
         groups[key] = paths

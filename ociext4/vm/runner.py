@@ -10,10 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from .. import sidecar
 from ..cachedir import cache_dir
+from ..ext4.verity import VerityInfo, read_info
 from ..model import ContainerConfig
 from . import terminal, virtiofs
 from .accel import choose_accel
+from .errors import VmError
 from .initramfs import base_initramfs, records, write_initrd
 from .kernel import find_kernel
 from .qemu import DNS, GATEWAY, GUEST_ADDR, VmSpec
@@ -24,6 +27,7 @@ from .spec import RunSpec
 from .vmlinux import pvh_kernel
 
 EXIT_VM = 125  # ociext4 or the VM failed, as docker run says it
+GUEST_DISK = "/dev/vda"   # the image, as the guest's kernel names it
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +44,30 @@ def _host_resolv() -> str:
         return ""
 
 
+def verity_for(image: Path, spec: RunSpec) -> VerityInfo | None:
+    """The hash tree the root is verified against: the pinned root hash, or
+    the sidecar's; None for an image made without --verity."""
+    root_hash = spec.verity_root_hash
+    if root_hash is None:
+        side = sidecar.read(image)
+        if side is None or side.verity is None:
+            return None
+        root_hash = side.verity.root_hash
+    info = read_info(image, root_hash)
+    if spec.rw:
+        raise VmError(f"{image}: --rw cannot write an image with a dm-verity hash tree "
+                      "(its root is read-only)")
+    return info
+
+
 def settings_for(config: ContainerConfig, spec: RunSpec,
                  winsize: tuple[int, int] | None = None,
                  host_env: Mapping[str, str] | None = None,
-                 host_resolv: str | None = None) -> GuestSettings:
-    """The image config and the spec merged into what the init is told."""
+                 host_resolv: str | None = None,
+                 verity: VerityInfo | None = None) -> GuestSettings:
+    """The image config and the spec merged into what the init is told;
+    with `verity`, the root on dm-verity over the disk (its throwaway
+    writes on an overlay, in the guest's memory)."""
     base = guest_settings(config, Overrides(
         command=spec.command, entrypoint=spec.entrypoint, env=spec.env, workdir=spec.workdir,
         user=spec.user, hostname=spec.hostname, rw=spec.rw), host_env)
@@ -59,7 +82,7 @@ def settings_for(config: ContainerConfig, spec: RunSpec,
         network=(GUEST_ADDR, GATEWAY) if net else None,
         mounts=tuple(GuestMount(f"vol{i}", v.target, v.read_only)
                      for i, v in enumerate(spec.volumes)),
-        tmpfs=spec.tmpfs)
+        tmpfs=spec.tmpfs, verity=verity.table(GUEST_DISK) if verity is not None else None)
 
 
 def run_vm(image: Path, config: ContainerConfig, spec: RunSpec,
@@ -75,7 +98,7 @@ def run_vm(image: Path, config: ContainerConfig, spec: RunSpec,
             stdin_fd = None
     size_fd = stdin_fd if stdin_fd is not None and os.isatty(stdin_fd) else None
     winsize = terminal.window_size(size_fd) if spec.tty and size_fd is not None else None
-    settings = settings_for(config, spec, winsize)
+    settings = settings_for(config, spec, winsize, verity=verity_for(image, spec))
     kernel = find_kernel(spec.kernel)
     base = base_initramfs(kernel, cache_dir("initramfs"))
     boot_image = pvh_kernel(kernel.image, cache_dir("kernels")) or kernel.image

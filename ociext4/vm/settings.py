@@ -55,6 +55,7 @@ class GuestSettings:
     network: tuple[str, str] | None = None      # eth0's address/prefix and gateway
     mounts: tuple[GuestMount, ...] = ()
     tmpfs: tuple[str, ...] = ()
+    verity: str | None = None         # the dm-verity table over the disk (read-only root)
 
     def pairs(self) -> list[tuple[str, str]]:
         root = "rw" if self.rw else "ro" if self.read_only else "throwaway"
@@ -74,6 +75,8 @@ class GuestSettings:
         out += [("volume", f"{m.tag}\t{m.path}\t{'ro' if m.read_only else 'rw'}")
                 for m in self.mounts]
         out += [("tmpfs", t) for t in self.tmpfs]
+        if self.verity is not None:
+            out.append(("verity", self.verity))
         return out
 
 

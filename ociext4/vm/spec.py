@@ -61,3 +61,6 @@ class RunSpec:
     console: bool = False              # the kernel's messages on stderr
     forward_signals: bool = False      # SIGINT, SIGTERM, ... reach the guest (main thread only)
     extra_hosts: tuple[tuple[str, str], ...] = field(default=())   # (name, address)
+    # A dm-verity root hash the caller trusts, instead of the sidecar's; an
+    # image with a hash tree always boots under dm-verity.
+    verity_root_hash: str | None = None

@@ -1,0 +1,259 @@
+"""A dm-verity hash tree (format version 1, SHA-256, 4 KiB blocks) appended
+after the file system in the same image file, as `veritysetup format` lays
+it out: at `hash_offset` a veritysetup superblock (so `veritysetup verify`
+and the guest's init find salt and size in the image), then the tree's
+levels from the top (one block) down to the hashes of the data blocks.
+
+The file system was just written, so the data is read back from the page
+cache; holes (free space, unused inode tables) are never read: a hole's
+blocks are zeros and share one precomputed hash.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import struct
+import uuid as uuidlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from ..errors import ImageError
+
+BLOCK = 4096                   # data and hash block size
+DIGEST = 32                    # SHA-256
+PER_BLOCK = BLOCK // DIGEST    # hashes in one hash block
+ALGORITHM = "sha256"
+_READ = 4 << 20                # bytes read back per call
+_PIECE = 16 << 20              # bytes per thread's task
+_MAX_THREADS = 4
+
+# cryptsetup's struct verity_sb (lib/verity/verity.c), little-endian, 512
+# bytes: signature, version, hash type, uuid, algorithm, data and hash block
+# sizes, data blocks, salt size, padding, salt, padding.
+_SB = struct.Struct("<8sII16s32sIIQH6x256s168x")
+_SIGNATURE = b"verity\0\0"
+_EXT4_BLOCKS_LO = 1024 + 0x4   # s_blocks_count_lo, s_blocks_count_hi
+_EXT4_BLOCKS_HI = 1024 + 0x150
+
+
+@dataclass(frozen=True, slots=True)
+class VerityInfo:
+    root_hash: str             # hex
+    salt: str                  # hex
+    hash_offset: int           # bytes: where the superblock of the hash area is
+    data_blocks: int
+    data_block_size: int = BLOCK
+    hash_block_size: int = BLOCK
+    hash_algorithm: str = ALGORITHM
+
+    @property
+    def hash_start_block(self) -> int:
+        """The kernel target's hash_start: the tree, after the superblock."""
+        return self.hash_offset // self.hash_block_size + 1
+
+    def to_json(self) -> dict[str, object]:
+        return {"root_hash": self.root_hash, "salt": self.salt,
+                "hash_offset": self.hash_offset, "data_blocks": self.data_blocks,
+                "data_block_size": self.data_block_size,
+                "hash_block_size": self.hash_block_size,
+                "hash_algorithm": self.hash_algorithm}
+
+    def table(self, device: str) -> str:
+        """The dm-verity target's parameters for `device` holding both."""
+        return (f"1 {device} {device} {self.data_block_size} {self.hash_block_size} "
+                f"{self.data_blocks} {self.hash_start_block} {self.hash_algorithm} "
+                f"{self.root_hash} {self.salt or '-'}")
+
+
+def derived_salt(purpose: bytes) -> bytes:
+    """A salt from what the image is made of, so output stays deterministic."""
+    return hashlib.sha256(b"ociext4 verity-salt " + purpose).digest()
+
+
+def parse_salt(text: str) -> bytes:
+    """`--verity-salt HEX`: at most 256 bytes, as veritysetup allows."""
+    try:
+        salt = bytes.fromhex(text)
+    except ValueError:
+        raise ImageError(f"verity salt {text!r}: not hexadecimal") from None
+    if len(salt) > 256:
+        raise ImageError(f"verity salt {text[:20]}...: longer than 256 bytes")
+    return salt
+
+
+def parse_root_hash(text: str) -> str:
+    """A SHA-256 root hash given by hand, normalised to lower-case hex."""
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raw = b""
+    if len(raw) != DIGEST:
+        raise ImageError(f"verity root hash {text!r}: not {DIGEST * 2} hexadecimal digits")
+    return raw.hex()
+
+
+def _level_sizes(data_blocks: int) -> list[int]:
+    """Hash blocks per level, from the hashes of the data up to the top (a
+    single data block has none: its hash is the root, as the kernel has it)."""
+    sizes = []
+    n = data_blocks
+    while n > 1:
+        n = -(-n // PER_BLOCK)
+        sizes.append(n)
+    return sizes
+
+
+def tree_bytes(data_blocks: int) -> int:
+    """What the hash area adds to the image: superblock and tree."""
+    return BLOCK * (1 + sum(_level_sizes(data_blocks)))
+
+
+def _data_runs(fd: int, end: int) -> list[tuple[int, int]]:
+    """(start, stop) of the regions that hold data, block-aligned; the rest
+    are holes."""
+    runs: list[tuple[int, int]] = []
+    pos = 0
+    while pos < end:
+        try:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError as e:
+            if e.errno == errno.ENXIO:
+                break
+            if e.errno == errno.EINVAL:   # no SEEK_DATA here: all of it is data
+                return [(0, end)]
+            raise
+        if start >= end:
+            break
+        stop = min(os.lseek(fd, start, os.SEEK_HOLE), end)
+        start -= start % BLOCK
+        stop = min(-(-stop // BLOCK) * BLOCK, end)
+        if runs and runs[-1][1] >= start:
+            runs[-1] = (runs[-1][0], stop)
+        else:
+            runs.append((start, stop))
+        pos = stop
+    return runs
+
+
+def _hash_range(fd: int, start: int, stop: int, salt: bytes) -> bytes:
+    """The hashes of the data blocks in [start, stop)."""
+    base = hashlib.sha256(salt)
+    out = bytearray()
+    buf = bytearray(min(_READ, stop - start))
+    view = memoryview(buf)
+    pos = start
+    while pos < stop:
+        want = min(len(buf), stop - pos)
+        got = os.preadv(fd, [view[:want]], pos)
+        if got != want:
+            raise ImageError(f"reading the image back: {got} of {want} bytes at {pos}")
+        for i in range(0, want, BLOCK):
+            h = base.copy()
+            h.update(view[i:i + BLOCK])   # releases the GIL: the threads overlap here
+            out += h.digest()
+        pos += want
+    return bytes(out)
+
+
+def _hash_data(fd: int, data_blocks: int, salt: bytes) -> bytes:
+    """Level 0: the hash of every data block, in order; pieces of the data
+    are hashed on a thread per CPU (up to four), since hashing a block
+    releases the GIL."""
+    zero = hashlib.sha256(salt)
+    zero.update(bytes(BLOCK))
+    zero_hash = zero.digest()
+    end = data_blocks * BLOCK
+    pieces = [(lo, min(lo + _PIECE, stop)) for start, stop in _data_runs(fd, end)
+              for lo in range(start, stop, _PIECE)]
+    workers = max(1, min(len(os.sched_getaffinity(0)), _MAX_THREADS, len(pieces)))
+    with ThreadPoolExecutor(workers) as pool:
+        hashed = list(pool.map(lambda p: _hash_range(fd, p[0], p[1], salt), pieces))
+    out = bytearray()
+    pos = 0
+    for (start, stop), hashes in zip(pieces, hashed, strict=True):
+        out += zero_hash * ((start - pos) // BLOCK)
+        out += hashes
+        pos = stop
+    out += zero_hash * ((end - pos) // BLOCK)
+    return bytes(out)
+
+
+def _hash_blocks(hashes: bytes, salt: bytes) -> tuple[bytes, bytes]:
+    """The hash blocks `hashes` fill (the last one zero-padded) and the
+    hashes of those blocks, for the level above."""
+    padded = hashes + bytes(-len(hashes) % BLOCK)
+    base = hashlib.sha256(salt)
+    above = bytearray()
+    view = memoryview(padded)
+    for i in range(0, len(padded), BLOCK):
+        h = base.copy()
+        h.update(view[i:i + BLOCK])
+        above += h.digest()
+    return padded, bytes(above)
+
+
+def superblock(data_blocks: int, salt: bytes, uuid: uuidlib.UUID) -> bytes:
+    sb = _SB.pack(_SIGNATURE, 1, 1, uuid.bytes, ALGORITHM.encode(), BLOCK, BLOCK,
+                  data_blocks, len(salt), salt)
+    return sb + bytes(BLOCK - len(sb))
+
+
+def append(fd: int, data_blocks: int, salt: bytes, uuid: uuidlib.UUID,
+           name: str = "the image") -> VerityInfo:
+    """Hashes the first `data_blocks` blocks of the image open at `fd` and
+    writes the superblock and tree right after them; `name` is the image
+    as errors call it."""
+    try:
+        return _append(fd, data_blocks, salt, uuid)
+    except OSError as e:
+        raise ImageError(f"{name}: writing the dm-verity hash tree: {e.strerror or e}",
+                         e.errno) from None
+    except ImageError as e:
+        raise ImageError(f"{name}: {e}") from None
+
+
+def _append(fd: int, data_blocks: int, salt: bytes, uuid: uuidlib.UUID) -> VerityInfo:
+    hashes = _hash_data(fd, data_blocks, salt)
+    levels: list[bytes] = []
+    while len(hashes) > DIGEST:
+        blocks, hashes = _hash_blocks(hashes, salt)
+        levels.append(blocks)
+    root = hashes   # the hash of the top block (or of the only data block)
+    offset = data_blocks * BLOCK
+    os.pwrite(fd, superblock(data_blocks, salt, uuid), offset)
+    pos = offset + BLOCK
+    for blocks in reversed(levels):
+        os.pwrite(fd, blocks, pos)
+        pos += len(blocks)
+    return VerityInfo(root.hex(), salt.hex(), offset, data_blocks)
+
+
+def read_info(path: str | os.PathLike[str], root_hash: str) -> VerityInfo:
+    """The hash area's parameters from the image itself (found after the
+    file system the ext4 superblock sizes), with the root hash the caller
+    trusts: nothing read here is trusted, since a wrong salt or size only
+    makes every block fail to verify."""
+    try:
+        with open(path, "rb") as f:
+            ext4 = f.read(2048)
+            if len(ext4) < 2048:
+                raise ImageError(f"{path}: too short for an ext4 image")
+            lo, = struct.unpack_from("<I", ext4, _EXT4_BLOCKS_LO)
+            hi, = struct.unpack_from("<I", ext4, _EXT4_BLOCKS_HI)
+            offset = ((hi << 32) | lo) * BLOCK
+            f.seek(offset)
+            raw = f.read(_SB.size)
+    except OSError as e:
+        raise ImageError(f"{path}: {e.strerror or e}", e.errno) from None
+    if len(raw) < _SB.size or not raw.startswith(_SIGNATURE):
+        raise ImageError(f"{path}: has no dm-verity hash tree after its file system "
+                         "(made without --verity)")
+    sig, version, hash_type, _uuid, alg, dbs, hbs, blocks, salt_size, salt = _SB.unpack(raw)
+    algorithm = alg.rstrip(b"\0").decode("ascii", "replace")
+    if (version, hash_type, dbs, hbs, algorithm) != (1, 1, BLOCK, BLOCK, ALGORITHM) \
+            or salt_size > 256:
+        raise ImageError(f"{path}: its dm-verity hash tree is not version 1, sha256, "
+                         "4 KiB blocks")
+    return VerityInfo(parse_root_hash(root_hash), salt[:salt_size].hex(), offset, blocks)
