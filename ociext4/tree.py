@@ -7,8 +7,9 @@ its `Inode`, so a hard link is one `Inode` reachable under several names.
 from __future__ import annotations
 
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from .errors import SourceError, UnsafePathError
 
@@ -24,6 +25,9 @@ MAX_SYMLINK_HOPS = 40
 NAME_MAX = 255          # bytes in one path component, on ext4 and in the VFS
 MAX_LINKS = 65000       # names of one non-directory inode (ext4's EXT4_LINK_MAX)
 SYMLINK_MAX = 4095      # bytes of a symlink target: one block, less the kernel's NUL
+# Shared by every inode without xattrs (nearly all): an empty dict each
+# would cost 64 bytes an entry.  Read-only, so no one can fill it for all.
+NO_XATTRS: Mapping[str, bytes] = MappingProxyType({})
 
 
 @dataclass(slots=True, eq=False)
@@ -39,7 +43,7 @@ class Inode:
     data: int | None = None        # the writer's handle for the file's bytes
     target: bytes = b""            # symlinks
     rdev: tuple[int, int] = (0, 0)
-    xattrs: dict[str, bytes] = field(default_factory=dict)
+    xattrs: Mapping[str, bytes] = field(default_factory=lambda: NO_XATTRS)
     children: dict[bytes, Inode] | None = None
     names: int = 0                 # how many directory entries point here
 
