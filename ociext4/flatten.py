@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .errors import SourceError
-from .tree import Inode, Tree, new_dir, split_path
+from .tree import S_IFDIR, Inode, Tree, new_dir, split_path
 
 WHITEOUT = b".wh."
 OPAQUE = b".wh..wh..opq"
@@ -33,9 +33,12 @@ class LayerApplier:
         # being mistaken for a new one.  A set of names a directory, not of
         # (directory, name) pairs: a pair would be a 64-byte tuple an entry.
         self._touched: dict[Inode, set[bytes]] = {}
+        # Directories this layer made: all they hold is its own, so their
+        # names need no set (in a base layer, that is nearly every name).
+        self._fresh: set[Inode] = set()
         self._last_trail: list[tuple[Inode, bytes]] | None = None
         self._last_parent: Inode | None = None
-        self._last_names: set[bytes] = set()
+        self._last_names: set[bytes] | None = None
 
     def put(self, parts: list[bytes], node: Inode) -> Inode | None:
         """Applies one entry; returns None when it was a marker, not a file."""
@@ -56,19 +59,32 @@ class LayerApplier:
     def _place(self, parts: list[bytes], node: Inode) -> Inode:
         # The entry and every directory on its way (through symlinks too)
         # belong to this layer as far as its own whiteouts are concerned.
-        parent, trail = self.tree.parent_and_trail(parts, new_dir)
+        parent, trail = self.tree.parent_and_trail(parts, self._new_dir)
         if trail is not self._last_trail:  # entries of one directory come together
             self._last_trail = trail
             for d, step in trail:
-                self._touched.setdefault(d, set()).add(step)
+                if d not in self._fresh:
+                    self._touched.setdefault(d, set()).add(step)
         if parent is not self._last_parent:
             self._last_parent = parent
-            self._last_names = self._touched.setdefault(parent, set())
+            self._last_names = (None if parent in self._fresh
+                                else self._touched.setdefault(parent, set()))
         name = parts[-1]
-        self._last_names.add(name)
-        return self.tree.put_in(parent, name, node)
+        if self._last_names is not None:
+            self._last_names.add(name)
+        placed = self.tree.put_in(parent, name, node)
+        if placed is node and node.kind == S_IFDIR:
+            self._fresh.add(node)
+        return placed
+
+    def _new_dir(self) -> Inode:
+        d = new_dir()
+        self._fresh.add(d)
+        return d
 
     def _touches(self, d: Inode, name: bytes) -> bool:
+        if d in self._fresh:
+            return True
         names = self._touched.get(d)
         return names is not None and name in names
 
