@@ -50,7 +50,8 @@ static int build_regular(oe_ctx *c, uint32_t k, oe_ino_out *o)
     if (last && ((uint64_t)last->lblk + last->len - 1) * OE_BLOCK_SIZE >= in->size)
         return oe_fail(c->w, "record %u: size %llu is smaller than its data", k,
                        (unsigned long long)in->size);
-    o->blocks = f->blocks;
+    for (uint32_t e = 0; e < f->ext_count; e++)
+        o->blocks += c->w->ext[f->ext_first + e].len;
     return oe_build_extent_tree(c, oe_rec_ino(k), c->w->ext + f->ext_first, f->ext_count, o);
 }
 

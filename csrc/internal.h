@@ -25,12 +25,13 @@ typedef struct {
     uint64_t pblk;
 } oe_extent;
 
+/* One a file of data, so kept to 16 bytes; its blocks are the sum of its
+ * extents' lengths. */
 typedef struct {
-    uint64_t ext_first;
-    uint64_t ext_count;
-    uint64_t blocks;
-    int discarded;
-    int open;
+    uint64_t ext_first;      /* its extents are consecutive in oe_writer.ext */
+    uint32_t ext_count;
+    uint8_t discarded;
+    uint8_t open;
 } oe_file;
 
 typedef struct {

@@ -316,6 +316,15 @@ static int do_file_begin(oe_writer *w, int64_t *handle)
     return 0;
 }
 
+/* After an append to the open file's extents. */
+static int count_extents(oe_writer *w, oe_file *f)
+{
+    if (w->n_ext - f->ext_first > UINT32_MAX)
+        return oe_fail(w, "a file of more than %u extents", (unsigned)UINT32_MAX);
+    f->ext_count = (uint32_t)(w->n_ext - f->ext_first);
+    return 0;
+}
+
 /* Where byte `pos` of the open file sits in the output buffer, if its block
  * is already allocated; *room says how many bytes follow it there. */
 static uint8_t *tail_block(oe_writer *w, oe_file *f, uint64_t pos, uint64_t *room)
@@ -380,8 +389,8 @@ static int reserve(oe_writer *w, oe_file *f, uint8_t **dst, uint64_t *len)
     if (oe_extents_append(&w->ext, &w->n_ext, &w->cap_ext, f->ext_first, w, (uint32_t)lblk, pblk, got))
         return -1;
     f = &w->files[w->cur];
-    f->ext_count = w->n_ext - f->ext_first;
-    f->blocks += got;
+    if (count_extents(w, f))
+        return -1;
     b = buf_at(w, pblk);
     if (in)
         memset(b, 0, in);
@@ -422,8 +431,8 @@ static int write_direct(oe_writer *w, const uint8_t *src, uint64_t len, uint64_t
                           (uint32_t)(w->cur_pos / OE_BLOCK_SIZE), p, n))
         return -1;
     f = &w->files[w->cur];
-    f->ext_count = w->n_ext - f->ext_first;
-    f->blocks += n;
+    if (count_extents(w, f))
+        return -1;
     *done = n * OE_BLOCK_SIZE;
     return 0;
 }
@@ -497,8 +506,8 @@ static int copy_direct(oe_writer *w, int fd, uint64_t len)
         if (oe_extents_append(&w->ext, &w->n_ext, &w->cap_ext, f->ext_first, w,
                               (uint32_t)(w->cur_pos / OE_BLOCK_SIZE), p, n))
             return -1;
-        f->ext_count = w->n_ext - f->ext_first;
-        f->blocks += n;
+        if (count_extents(w, f))
+            return -1;
         w->cur_pos += done;
         len -= done;
     }

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .errors import SourceError
-from .tree import Inode, Tree, new_dir, split_path
+from .tree import S_IFDIR, Inode, Tree, new_dir, split_path
 
 WHITEOUT = b".wh."
 OPAQUE = b".wh..wh..opq"
@@ -28,10 +28,17 @@ class LayerApplier:
 
     def __init__(self, tree: Tree) -> None:
         self.tree = tree
-        # (directory, name) pairs; Inodes hash by identity, and holding them
-        # here keeps a replaced directory from being mistaken for a new one.
-        self._touched: set[tuple[Inode, bytes]] = set()
+        # The names each directory got from this layer.  Inodes hash by
+        # identity, and holding them here keeps a replaced directory from
+        # being mistaken for a new one.  A set of names a directory, not of
+        # (directory, name) pairs: a pair would be a 64-byte tuple an entry.
+        self._touched: dict[Inode, set[bytes]] = {}
+        # Directories this layer made: all they hold is its own, so their
+        # names need no set (in a base layer, that is nearly every name).
+        self._fresh: set[Inode] = set()
         self._last_trail: list[tuple[Inode, bytes]] | None = None
+        self._last_parent: Inode | None = None
+        self._last_names: set[bytes] | None = None
 
     def put(self, parts: list[bytes], node: Inode) -> Inode | None:
         """Applies one entry; returns None when it was a marker, not a file."""
@@ -52,13 +59,34 @@ class LayerApplier:
     def _place(self, parts: list[bytes], node: Inode) -> Inode:
         # The entry and every directory on its way (through symlinks too)
         # belong to this layer as far as its own whiteouts are concerned.
-        parent, trail = self.tree.parent_and_trail(parts, new_dir)
+        parent, trail = self.tree.parent_and_trail(parts, self._new_dir)
         if trail is not self._last_trail:  # entries of one directory come together
             self._last_trail = trail
-            self._touched.update(trail)
+            for d, step in trail:
+                if d not in self._fresh:
+                    self._touched.setdefault(d, set()).add(step)
+        if parent is not self._last_parent:
+            self._last_parent = parent
+            self._last_names = (None if parent in self._fresh
+                                else self._touched.setdefault(parent, set()))
         name = parts[-1]
-        self._touched.add((parent, name))
-        return self.tree.put_in(parent, name, node)
+        if self._last_names is not None:
+            self._last_names.add(name)
+        placed = self.tree.put_in(parent, name, node)
+        if placed is node and node.kind == S_IFDIR:
+            self._fresh.add(node)
+        return placed
+
+    def _new_dir(self) -> Inode:
+        d = new_dir()
+        self._fresh.add(d)
+        return d
+
+    def _touches(self, d: Inode, name: bytes) -> bool:
+        if d in self._fresh:
+            return True
+        names = self._touched.get(d)
+        return names is not None and name in names
 
     def _marker(self, parts: list[bytes]) -> None:
         name = parts[-1]
@@ -77,7 +105,7 @@ class LayerApplier:
         child = parent.children.get(hidden)
         if child is None:
             return
-        if (parent, hidden) not in self._touched:
+        if not self._touches(parent, hidden):
             self.tree.detach(parent, hidden)
         elif child.is_dir:
             self._prune(child)  # made in this layer: only its new contents stay
@@ -89,7 +117,7 @@ class LayerApplier:
             d = pending.pop()
             assert d.children is not None
             for name, child in list(d.children.items()):
-                if (d, name) not in self._touched:
+                if not self._touches(d, name):
                     self.tree.detach(d, name)
                 elif child.is_dir:
                     pending.append(child)

@@ -7,8 +7,8 @@ its `Inode`, so a hard link is one `Inode` reachable under several names.
 from __future__ import annotations
 
 import stat
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from types import MappingProxyType
 
 from .errors import SourceError, UnsafePathError
 
@@ -24,28 +24,112 @@ MAX_SYMLINK_HOPS = 40
 NAME_MAX = 255          # bytes in one path component, on ext4 and in the VFS
 MAX_LINKS = 65000       # names of one non-directory inode (ext4's EXT4_LINK_MAX)
 SYMLINK_MAX = 4095      # bytes of a symlink target: one block, less the kernel's NUL
+# Shared by every inode without xattrs (nearly all): an empty dict each
+# would cost 64 bytes an entry.  Read-only, so no one can fill it for all.
+NO_XATTRS: Mapping[str, bytes] = MappingProxyType({})
 
 
-@dataclass(slots=True, eq=False)
+class _Rare:
+    """The attributes few inodes have, kept apart so the rest do not pay a
+    slot for each (a million inodes, 8 bytes a slot)."""
+
+    __slots__ = ("atime_ns", "ctime_ns", "target", "rdev", "xattrs")
+
+    def __init__(self) -> None:
+        self.atime_ns: int | None = None
+        self.ctime_ns: int | None = None
+        self.target = b""
+        self.rdev = _NO_RDEV
+        self.xattrs = NO_XATTRS
+
+
+_NO_RDEV = (0, 0)
+
+
 class Inode:
-    kind: int                      # one of the S_IF* constants
-    mode: int = 0o644              # permission bits, including setuid/setgid/sticky
-    uid: int = 0
-    gid: int = 0
-    mtime_ns: int = 0
-    atime_ns: int | None = None    # None: same as mtime
-    ctime_ns: int | None = None    # None: same as mtime
-    size: int = 0                  # regular files
-    data: int | None = None        # the writer's handle for the file's bytes
-    target: bytes = b""            # symlinks
-    rdev: tuple[int, int] = (0, 0)
-    xattrs: dict[str, bytes] = field(default_factory=dict)
-    children: dict[bytes, Inode] | None = None
-    names: int = 0                 # how many directory entries point here
+    """One file's attributes; a directory's `children` maps names to inodes.
+    Inodes compare and hash by identity."""
+
+    __slots__ = ("kind", "mode", "uid", "gid", "mtime_ns", "size", "data", "children", "names",
+                 "_rare")
+
+    def __init__(self, kind: int, mode: int = 0o644, uid: int = 0, gid: int = 0,
+                 mtime_ns: int = 0, atime_ns: int | None = None, ctime_ns: int | None = None,
+                 size: int = 0, data: int | None = None, target: bytes = b"",
+                 rdev: tuple[int, int] = _NO_RDEV, xattrs: Mapping[str, bytes] = NO_XATTRS,
+                 children: dict[bytes, Inode] | None = None, names: int = 0) -> None:
+        self.kind = kind                  # one of the S_IF* constants
+        self.mode = mode                  # permission bits, including setuid/setgid/sticky
+        self.uid = uid
+        self.gid = gid
+        self.mtime_ns = mtime_ns
+        self.size = size                  # regular files
+        self.data = data                  # the writer's handle for the file's bytes
+        self.children = children
+        self.names = names                # how many directory entries point here
+        self._rare: _Rare | None = None
+        if atime_ns is not None or ctime_ns is not None or target or rdev != _NO_RDEV or xattrs:
+            rare = self._rare = _Rare()
+            rare.atime_ns, rare.ctime_ns, rare.target, rare.rdev, rare.xattrs = (
+                atime_ns, ctime_ns, target, rdev, xattrs)
+
+    def _rare_for_write(self) -> _Rare:
+        if self._rare is None:
+            self._rare = _Rare()
+        return self._rare
+
+    @property
+    def atime_ns(self) -> int | None:      # None: same as mtime
+        return None if self._rare is None else self._rare.atime_ns
+
+    @atime_ns.setter
+    def atime_ns(self, value: int | None) -> None:
+        if value is not None or self._rare is not None:
+            self._rare_for_write().atime_ns = value
+
+    @property
+    def ctime_ns(self) -> int | None:      # None: same as mtime
+        return None if self._rare is None else self._rare.ctime_ns
+
+    @ctime_ns.setter
+    def ctime_ns(self, value: int | None) -> None:
+        if value is not None or self._rare is not None:
+            self._rare_for_write().ctime_ns = value
+
+    @property
+    def target(self) -> bytes:             # symlinks
+        return b"" if self._rare is None else self._rare.target
+
+    @target.setter
+    def target(self, value: bytes) -> None:
+        if value or self._rare is not None:
+            self._rare_for_write().target = value
+
+    @property
+    def rdev(self) -> tuple[int, int]:     # devices: (major, minor)
+        return _NO_RDEV if self._rare is None else self._rare.rdev
+
+    @rdev.setter
+    def rdev(self, value: tuple[int, int]) -> None:
+        if value != _NO_RDEV or self._rare is not None:
+            self._rare_for_write().rdev = value
+
+    @property
+    def xattrs(self) -> Mapping[str, bytes]:
+        return NO_XATTRS if self._rare is None else self._rare.xattrs
+
+    @xattrs.setter
+    def xattrs(self, value: Mapping[str, bytes]) -> None:
+        if value or self._rare is not None:
+            self._rare_for_write().xattrs = value
 
     @property
     def is_dir(self) -> bool:
         return self.kind == S_IFDIR
+
+    def __repr__(self) -> str:
+        return (f"Inode(kind={self.kind:o}, mode={self.mode:o}, uid={self.uid}, gid={self.gid}, "
+                f"size={self.size}, names={self.names})")
 
 
 def new_dir(mode: int = 0o755, **attrs: int) -> Inode:

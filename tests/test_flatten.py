@@ -147,3 +147,24 @@ def test_whiteout_of_a_missing_directory_is_ignored():
 def test_parent_components_inside_the_root_are_resolved_by_name():
     tree, _ = flat([(b"a/../b/c", f(1))])
     assert tree == {b"b": "dir", b"b/c": 1}
+
+
+def test_markers_inside_directories_the_layer_made_keep_everything_it_put_there():
+    # Directories a layer makes itself (named, implied by a path, or
+    # replacing a lower file) hold only that layer's entries.
+    tree, released = flat(
+        [(b"file", f(1)), (b"keep", f(2))],
+        [(b"d", new_dir()), (b"d/x", f(3)), (b"e/sub/y", f(4)), (b"file/z", f(5)),
+         (b"d/.wh.x", f(0)), (b"d/.wh..wh..opq", f(0)), (b"e/.wh.sub", f(0)),
+         (b"e/sub/.wh..wh..opq", f(0)), (b"file/.wh..wh..opq", f(0))])
+    assert tree == {b"d": "dir", b"d/x": 3, b"e": "dir", b"e/sub": "dir", b"e/sub/y": 4,
+                    b"file": "dir", b"file/z": 5, b"keep": 2}
+    assert released == [1]
+
+
+def test_a_lower_directory_written_into_again_is_not_taken_for_a_new_one():
+    tree, released = flat(
+        [(b"d/old", f(1)), (b"d/sub/deep", f(2))],
+        [(b"d", new_dir(0o700)), (b"d/sub/new", f(3)), (b"d/.wh..wh..opq", f(0)),
+         (b"d/sub/.wh..wh..opq", f(0))])
+    assert tree == {b"d": "dir", b"d/sub": "dir", b"d/sub/new": 3} and released == [1, 2]

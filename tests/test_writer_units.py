@@ -103,3 +103,16 @@ def test_a_full_disk_reaches_python_as_an_image_error_with_errno(tmp_path, needs
         assert list(mnt.iterdir()) == []
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_commit_consumes_the_tree_so_it_and_the_records_are_not_held_at_once(tmp_path):
+    root, sub = new_dir(), new_dir()
+    root.children = {b"sub": sub}
+    sub.children = {b"empty": new_dir()}
+    sub.names = sub.children[b"empty"].names = 1
+    with Ext4Writer(tmp_path / "out.img") as writer:
+        writer.commit(root)
+    assert root.children == {} and sub.children == {}
+    listing = subprocess.run(["debugfs", "-R", "ls -p /sub", str(tmp_path / "out.img")],
+                             capture_output=True, text=True, check=True).stdout
+    assert "/empty/" in listing

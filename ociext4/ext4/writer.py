@@ -17,18 +17,16 @@ from typing import BinaryIO, Self
 
 from ..errors import ImageError, SourceError
 from ..output import Output
-from ..tree import S_IFDIR, S_IFLNK, S_IFREG, Inode, new_dir
+from ..tree import Inode
 from . import plan as planning
 from . import records
 from . import verity as verity_tree
 from . import xattrs as xattr_codec
 from ._writer import ffi, lib
+from .pack import pack_tree
 
 CHUNK = 1 << 20
-# Field by field as C lays them out (checked when .records is imported).
-_INODE = records.INODE.struct
 _DIRENT = records.DIRENT.struct
-LOST_FOUND = b"lost+found"
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +208,9 @@ class Ext4Writer:
         self._out.abort()
 
     def commit(self, root: Inode) -> ImageInfo:
-        """Lays out and writes everything else, then renames into place."""
+        """Lays out and writes everything else, then renames into place.
+        The tree is consumed: its directories are emptied as they are
+        written, so that it and the packed records are not held at once."""
         if self._fd is None:
             raise ImageError(f"{self.path}: writer already closed")
         if self.failed:
@@ -224,14 +224,17 @@ class Ext4Writer:
 
     def _commit(self, root: Inode) -> ImageInfo:
         opts = self.options
-        records, inodes, dirents, blob, n_dirs = _flatten(root, opts.timestamp)
+        packed = pack_tree(root, opts.timestamp)
+        inodes, dirents, blob, count = packed.inodes, packed.dirents, packed.blob, packed.count
+        n_dirs = packed.dirs
+        del packed
         digest = hashlib.sha256(inodes)
         digest.update(dirents)
         digest.update(blob)
         fs_uuid = opts.uuid or uuidlib.UUID(bytes=digest.digest()[:16], version=5)
         seed = opts.hash_seed or uuidlib.UUID(bytes=digest.digest()[16:], version=5)
-        used = lib.oe_data_blocks(self._w) + n_dirs + len(records) // 16 + 1
-        sizing = planning.plan(used_blocks=used, entries=len(records),
+        used = lib.oe_data_blocks(self._w) + n_dirs + count // 16 + 1
+        sizing = planning.plan(used_blocks=used, entries=count,
                                size=self._size, free=opts.free, journal=opts.journal)
         label = opts.label.encode()
         if len(label) > 16:
@@ -250,7 +253,7 @@ class Ext4Writer:
         result = ffi.new("oe_commit_result *")
         self._check(lib.oe_commit(
             self._w, params,
-            ffi.from_buffer("oe_inode[]", inodes), len(records),
+            ffi.from_buffer("oe_inode[]", inodes), count,
             ffi.from_buffer("oe_dirent[]", dirents), len(dirents) // _DIRENT.size,
             ffi.from_buffer(blob), len(blob), result))
         tree, tree_seconds = None, 0.0
@@ -267,132 +270,3 @@ class Ext4Writer:
         return ImageInfo(self.path, result.blocks * planning.BLOCK_SIZE, result.blocks,
                          result.free_blocks, result.inodes, result.free_inodes, result.groups,
                          fs_uuid, tree, tree_seconds)
-
-
-# Times in this range are stored as they are (see plan.clamp_time_ns).
-_PLAIN_TIMES = range(0, planning.AMBIGUOUS_START_NS)
-
-
-def _times(node: Inode) -> tuple[int, int, int, int, int, int, int, int]:
-    m = node.mtime_ns
-    if node.atime_ns is None and node.ctime_ns is None and m in _PLAIN_TIMES:
-        s, ns = divmod(m, 10**9)   # the common case, once instead of three times
-        return (s, s, s, s, ns, ns, ns, ns)
-    m = planning.clamp_time_ns(m)
-    a = planning.clamp_time_ns(node.atime_ns) if node.atime_ns is not None else m
-    c = planning.clamp_time_ns(node.ctime_ns) if node.ctime_ns is not None else m
-    # Python's floor division keeps the nanoseconds positive before 1970.
-    return (a // 10**9, c // 10**9, m // 10**9, m // 10**9,
-            a % 10**9, c % 10**9, m % 10**9, m % 10**9)
-
-
-Packed = tuple[list[Inode], bytearray, bytearray, bytes, int]
-
-
-Numbering = tuple[list[Inode], dict[Inode, int], list[int], list[int], dict[int, list[bytes]], int]
-
-
-def _number(root: Inode, lost_found: Inode) -> Numbering:
-    """Inode order (a directory's entries get consecutive numbers, lost+found
-    the first free one) and each record's position in it, parent and count
-    of names; each directory's sorted names, and how many names in all."""
-    index: dict[Inode, int] = {root: 0}   # Inodes hash by identity
-    records: list[Inode] = [root]
-    parents: list[int] = [0]
-    nlinks: list[int] = [0]
-    if lost_found.kind == S_IFDIR:
-        index[lost_found] = 1
-        records.append(lost_found)
-        parents.append(0)
-        nlinks.append(0)
-    pending = [root]
-    names_of: dict[int, list[bytes]] = {}
-    total = 0
-    while pending:
-        d = pending.pop()
-        children = d.children
-        assert children is not None
-        di = index[d]
-        names = names_of[di] = sorted(children)
-        total += len(names)
-        subdirs = []
-        for name in names:
-            child = children[name]
-            ci = index.get(child)
-            if ci is None:
-                ci = index[child] = len(records)
-                records.append(child)
-                parents.append(di)
-                nlinks.append(0)
-                if child.kind == S_IFDIR:
-                    subdirs.append(child)
-            elif child.kind == S_IFDIR:
-                if child is not lost_found or di != 0:
-                    raise ImageError(f"directory {name!r} has two parents")
-                subdirs.append(child)
-            nlinks[ci] += 1
-        pending.extend(reversed(subdirs))
-    return records, index, parents, nlinks, names_of, total
-
-
-def _flatten(root: Inode, timestamp: int) -> Packed:
-    """Numbers the inodes and packs them for the C writer."""
-    if root.children is None:
-        raise ImageError("the root must be a directory")
-    if LOST_FOUND not in root.children:
-        lf = new_dir(0o700, mtime_ns=timestamp * 10**9)
-        root.children[LOST_FOUND] = lf
-        lf.names = 1
-    lost_found = root.children[LOST_FOUND]
-    records, index, parents, nlinks, names_of, total = _number(root, lost_found)
-
-    inodes = bytearray(_INODE.size * len(records))
-    dirents = bytearray(_DIRENT.size * total)
-    blob: list[bytes] = []      # names, symlink targets and xattrs, joined at the end
-    blob_len = 0
-    n_dirents = 0
-    n_dirs = 0
-    pack_inode, pack_dirent = _INODE.pack_into, _DIRENT.pack_into
-    for i, node in enumerate(records):
-        kind = node.kind
-        dirent_first = n_dirents
-        extra_off = extra_len = xattr_off = xattr_len = 0
-        file = -1
-        nlink = nlinks[i] or 1
-        children = node.children
-        if kind == S_IFDIR:
-            assert children is not None
-            n_dirs += 1
-            subdirs = 0
-            for name in names_of[i]:
-                child = children[name]
-                if len(name) > 255:
-                    raise ImageError(f"name {name[:40]!r}... is longer than 255 bytes")
-                pack_dirent(dirents, n_dirents * _DIRENT.size, blob_len, index[child], len(name))
-                n_dirents += 1
-                blob.append(name)
-                blob_len += len(name)
-                subdirs += child.kind == S_IFDIR
-            nlink = 2 + subdirs
-        elif kind == S_IFLNK:
-            extra_off, extra_len = blob_len, len(node.target)
-            blob.append(node.target)
-            blob_len += extra_len
-        elif kind == S_IFREG and node.data is not None:
-            file = node.data
-        if node.xattrs:
-            packed = xattr_codec.pack(node.xattrs)
-            pad = -blob_len % 4
-            blob.append(b"\0" * pad)
-            xattr_off, xattr_len = blob_len + pad, len(packed)
-            blob.append(packed)
-            blob_len += pad + xattr_len
-        pack_inode(
-            inodes, i * _INODE.size,
-            kind | (node.mode & 0o7777), node.uid, node.gid, nlink,
-            *_times(node),
-            node.size if kind == S_IFREG else 0, file, node.rdev[0], node.rdev[1],
-            extra_off, extra_len, xattr_len, xattr_off,
-            dirent_first, n_dirents - dirent_first, parents[i],
-            4 if i == 1 and node is lost_found else 0)
-    return records, inodes, dirents, b"".join(blob), n_dirs

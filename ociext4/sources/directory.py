@@ -8,7 +8,7 @@ import stat
 
 from ..errors import SourceError
 from ..ext4.writer import Ext4Writer
-from ..tree import S_IFLNK, S_IFREG, Inode
+from ..tree import NO_XATTRS, S_IFLNK, S_IFREG, Inode
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _KINDS = {stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK, stat.S_IFCHR, stat.S_IFBLK,
@@ -60,7 +60,7 @@ def read_directory(root: str | os.PathLike[str], writer: Ext4Writer) -> Inode:
     tree_root = _node(top, st)
     tree_root.children = {}
     tree_root.names = 1
-    tree_root.xattrs = _xattrs(top)
+    tree_root.xattrs = _xattrs(top) or NO_XATTRS
     links: dict[tuple[int, int], Inode] = {}
     skip = writer.file_id  # the image itself, when written inside the source
     stack: list[tuple[str, Inode]] = [(top, tree_root)]
@@ -96,7 +96,7 @@ def _entry(entry: os.DirEntry[str], writer: Ext4Writer,
         return links[key]
     path = entry.path
     node = _node(path, st)
-    node.xattrs = _xattrs(path)
+    node.xattrs = _xattrs(path) or NO_XATTRS
     if node.xattrs:
         try:
             writer.check_xattrs(node.xattrs)

@@ -99,6 +99,7 @@ def _apply_layer(tree: Tree, layer: Layer, pieces: Iterator[bytes], st: LayerSta
                  writer: Ext4Writer, limits: Limits, budget: Budget, name: str,
                  progress: Callable[[LayerStats], None] | None) -> None:
     applier = LayerApplier(tree)
+    ints: dict[int, int] = {}
     seen = 0
     for e in read_entries(None, name, writer, limits, diff_id=layer.diff_id, stats=st,
                           budget=budget, pieces=pieces):
@@ -110,7 +111,7 @@ def _apply_layer(tree: Tree, layer: Layer, pieces: Iterator[bytes], st: LayerSta
             if e.type == "1":
                 applier.link(parts, link_target(tree, e))
             else:
-                node = entry_node(e, writer)
+                node = entry_node(e, writer, ints)
                 if applier.put(parts, node) is None:
                     writer.release(node)  # a whiteout marker or eStargz file
         except SourceError as err:

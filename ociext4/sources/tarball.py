@@ -9,6 +9,7 @@ from ..errors import SourceError
 from ..ext4.writer import Ext4Writer
 from ..layers import Limits, TarEntry, read_entries
 from ..tree import (
+    NO_XATTRS,
     S_IFBLK,
     S_IFCHR,
     S_IFDIR,
@@ -23,6 +24,10 @@ from ..tree import (
 )
 
 _KINDS = {"0": S_IFREG, "2": S_IFLNK, "3": S_IFCHR, "4": S_IFBLK, "5": S_IFDIR, "6": S_IFIFO}
+# Modes and mtimes repeat across an image (a package's files share them), and
+# each parsed one is a fresh int of 28-32 bytes kept for the tree's life: an
+# entry_node cache shares them, up to this many distinct values.
+SHARED_INTS_MAX = 1 << 16
 
 
 def read_tar(stream: BinaryIO, name: str, writer: Ext4Writer,
@@ -30,17 +35,19 @@ def read_tar(stream: BinaryIO, name: str, writer: Ext4Writer,
     """Applies the archive's members in order (later duplicates win) and
     returns the root of the resulting tree."""
     tree = Tree(new_dir(), on_release=writer.release)
+    ints: dict[int, int] = {}
     for entry in read_entries(stream, name, writer, limits):
         try:
-            _apply(tree, entry, writer)
+            _apply(tree, entry, writer, ints)
         except SourceError as e:
             raise SourceError(f"{name}: {e}") from None
         tree.collect()
     return tree.root
 
 
-def entry_node(e: TarEntry, writer: Ext4Writer) -> Inode:
-    """The inode a (non hard link) member describes."""
+def entry_node(e: TarEntry, writer: Ext4Writer, ints: dict[int, int] | None = None) -> Inode:
+    """The inode a (non hard link) member describes.  `ints`, kept from one
+    call to the next, shares equal modes and mtimes between inodes."""
     kind = _KINDS.get(e.type)
     if kind is None:
         raise SourceError(f"{e.name.decode(errors='replace')}: unsupported tar entry type "
@@ -50,15 +57,23 @@ def entry_node(e: TarEntry, writer: Ext4Writer) -> Inode:
             writer.check_xattrs(e.xattrs)
         except SourceError as err:
             raise SourceError(f"{e.name.decode(errors='replace')}: {err}") from None
+    mode, mtime = e.mode, e.mtime_ns
+    if ints is not None:
+        mode = ints.get(mode, mode)
+        mtime = ints.get(mtime, mtime)
+        if len(ints) < SHARED_INTS_MAX:
+            ints.setdefault(mode, mode)
+            ints.setdefault(mtime, mtime)
+    xattrs = e.xattrs or NO_XATTRS
     # Positional arguments, in Inode's field order: this runs once per entry.
     if kind == S_IFREG:
-        return Inode(kind, e.mode, e.uid, e.gid, e.mtime_ns, e.atime_ns, None, e.size, e.data,
-                     b"", (0, 0), e.xattrs)
+        return Inode(kind, mode, e.uid, e.gid, mtime, e.atime_ns, None, e.size, e.data,
+                     b"", (0, 0), xattrs)
     if kind == S_IFDIR:
-        return Inode(kind, e.mode, e.uid, e.gid, e.mtime_ns, e.atime_ns, None, 0, None,
-                     b"", (0, 0), e.xattrs, {})
-    node = Inode(kind, e.mode, e.uid, e.gid, e.mtime_ns, e.atime_ns, None, 0, None,
-                 b"", (0, 0), e.xattrs)
+        return Inode(kind, mode, e.uid, e.gid, mtime, e.atime_ns, None, 0, None,
+                     b"", (0, 0), xattrs, {})
+    node = Inode(kind, mode, e.uid, e.gid, mtime, e.atime_ns, None, 0, None,
+                 b"", (0, 0), xattrs)
     if kind == S_IFLNK:
         if not e.link:
             raise SourceError(f"{e.name.decode(errors='replace')}: symlink with an empty target")
@@ -80,14 +95,14 @@ def link_target(tree: Tree, e: TarEntry) -> Inode:
     return target
 
 
-def _apply(tree: Tree, e: TarEntry, writer: Ext4Writer) -> None:
+def _apply(tree: Tree, e: TarEntry, writer: Ext4Writer, ints: dict[int, int]) -> None:
     parts = split_path(e.name)
     if e.type == "1":
         target = link_target(tree, e)
         if parts:
             tree.put(parts, target, new_dir)
         return
-    tree.put(parts, entry_node(e, writer), new_dir)
+    tree.put(parts, entry_node(e, writer, ints), new_dir)
 
 
 def open_source(path: str) -> BinaryIO:
