@@ -33,7 +33,7 @@ class Limits:
     max_meta: int = 1 << 20         # a PAX header, GNU long name or sparse map
     max_path: int = 4096            # a path or link target (so depth <= 2048)
     max_bytes: int = 64 << 30       # decompressed tar bytes, all layers together
-    max_entries: int = 2_000_000    # tar members, all layers together (~1 KiB of RAM each)
+    max_entries: int = 2_000_000    # tar members, all layers together (~350 B of RAM each)
     max_layers: int = 256
 
 
