@@ -4,15 +4,16 @@ dm-verity, set up by the guest init from the root hash the host trusts."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cli_helpers import OCIEXT4, ociext4
 from runimages import busybox_layout
+
+# Runs keep their initramfs and unpacked images in the suite's private cache.
+from test_vm_run import TCG, private_cache  # noqa: E402, F401
 
 from ociext4.model import ContainerConfig
 from ociext4.vm.kernel import find_kernel
@@ -20,20 +21,7 @@ from ociext4.vm.modules import module_groups, module_name
 from ociext4.vm.runner import settings_for, verity_for
 from ociext4.vm.spec import RunSpec
 
-TCG = ("--accel", "tcg")
 BIG = bytes(range(256)) * 4096 + b"tail"   # /data/big in the busybox image
-
-
-@pytest.fixture(scope="module", autouse=True)
-def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    cache = tmp_path_factory.mktemp("ociext4-cache")
-    old = os.environ.get("OCIEXT4_CACHE")
-    os.environ["OCIEXT4_CACHE"] = str(cache)
-    yield cache
-    if old is None:
-        del os.environ["OCIEXT4_CACHE"]
-    else:
-        os.environ["OCIEXT4_CACHE"] = old
 
 
 @pytest.fixture(scope="module")
