@@ -163,7 +163,8 @@ class DockerArchive(SourceBase):
         # The image's ID, as docker names it: the digest of its config.
         ident = digest_of(raw)
         image = Image(ident, "", ident, config, tuple(layers), config.platform, None, len(raw))
-        return check_platform(image, platform, str(self.path))
+        check_platform(image.platform, platform, str(self.path))
+        return image
 
     def layer_blobs(self, image: Image) -> Iterator[LayerBlob]:
         for layer in image.layers:

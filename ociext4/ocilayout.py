@@ -116,7 +116,8 @@ class OciLayout(SourceBase):
                               f"config {cfg.digest}")
         image = image_from(digest, manifest, config, f"{self.root}: manifest {digest}",
                            platform, index_digest)
-        return check_platform(image, wanted, str(self.root))
+        check_platform(image.platform, wanted, str(self.root))
+        return image
 
     def layer_blobs(self, image: Image) -> Iterator[LayerBlob]:
         return layer_blobs(self.root, image)

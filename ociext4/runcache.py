@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 
 from . import sidecar
 from .cachedir import cache_dir
-from .errors import NoMatchingPlatform, SourceError
+from .errors import SourceError
 from .ext4.writer import Ext4Options, Ext4Writer
 from .model import ContainerConfig, Platform
 from .reference import parse_local, parse_registry
-from .source import ImageSource
+from .source import ImageSource, check_platform
 
 if TYPE_CHECKING:
     from .registry import Options as RegistryOptions
@@ -43,11 +43,8 @@ def image_for(text: str, platform: Platform | None, *,
             side = sidecar.read(path)
             if side is None:
                 return path, ContainerConfig()
-            if platform is not None and side.platform:
-                # As docker refuses an image of another platform.
-                have = Platform.parse(side.platform)
-                if not platform.matches(have):
-                    raise NoMatchingPlatform(text, platform, [have])
+            if side.platform:
+                check_platform(Platform.parse(side.platform), platform, text)
             return path, side.config
         if text.endswith((".img", ".ext4")) or "/" in text and not text.split("/", 1)[0]:
             raise SourceError(f"{text}: no such image file")

@@ -54,12 +54,12 @@ class SourceBase:
         self.close()
 
 
-def check_platform(image: Image, wanted: Platform | None, name: str) -> Image:
+def check_platform(have: Platform | None, wanted: Platform | None, name: str) -> None:
     """An image chosen without an index's word on its platform (a
-    single-manifest layout, a docker save archive) still has to be what an
-    explicit --platform asks for, as docker refuses otherwise."""
+    single-manifest layout, a docker save archive, an image file's sidecar)
+    still has to be what an explicit --platform asks for, as docker refuses
+    otherwise."""
     from .errors import NoMatchingPlatform
 
-    if wanted is not None and image.platform is not None and not wanted.matches(image.platform):
-        raise NoMatchingPlatform(name, wanted, [image.platform])
-    return image
+    if wanted is not None and have is not None and not wanted.matches(have):
+        raise NoMatchingPlatform(name, wanted, [have])

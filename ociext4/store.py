@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .digests import digest_of, hex_part
 from .errors import CacheError, DigestMismatch, SourceError
 from .ocilayout import INDEX_TYPES, MANIFEST_TYPES, REF_NAME, Platform
 
@@ -60,13 +61,6 @@ def default_root(explicit: str | os.PathLike[str] | None = None) -> Path:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "ociext4"
-
-
-def hex_of(digest: str) -> str:
-    algo, _, hexdigest = digest.partition(":")
-    if algo != "sha256" or len(hexdigest) != 64 or hexdigest.strip("0123456789abcdef"):
-        raise SourceError(f"unsupported digest {digest!r}")
-    return hexdigest
 
 
 def write_error(path: Path, what: str, e: OSError) -> CacheError:
@@ -108,7 +102,7 @@ class Ingest:
         self._store, self.digest, self.size, self.what = store, digest, size, what
         self._lock = lock
         self._hash = hashlib.sha256()
-        self.path = store.root / "ingest" / f"{hex_of(digest)}.partial"
+        self.path = store.root / "ingest" / f"{hex_part(digest)}.partial"
         try:
             self._f = open(self.path, "a+b")  # noqa: SIM115 - closed in commit/discard
         except OSError as e:
@@ -288,7 +282,7 @@ class Store:
     # -- blobs
 
     def blob_path(self, digest: str) -> Path:
-        return self.root / "blobs" / "sha256" / hex_of(digest)
+        return self.root / "blobs" / "sha256" / hex_part(digest)
 
     def has(self, digest: str, size: int | None = None) -> bool:
         try:
@@ -310,7 +304,7 @@ class Store:
         return Ingest(self, digest, size, what, lock)
 
     def _lock_blob(self, digest: str, waiting: Callable[[], None] | None) -> _BlobLock:
-        path = self.root / "ingest" / f"{hex_of(digest)}.lock"
+        path = self.root / "ingest" / f"{hex_part(digest)}.lock"
         while True:
             try:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -355,7 +349,7 @@ class Store:
             data = path.read_bytes()
         except FileNotFoundError:
             return None
-        got = "sha256:" + hashlib.sha256(data).hexdigest()
+        got = digest_of(data)
         if got != digest:
             self.quarantine(digest, f"its bytes hash to {got}")
             return None
@@ -388,7 +382,7 @@ class Store:
         look rather than deleted."""
         path = self.blob_path(digest)
         qdir = self.root / "quarantine"
-        dest = qdir / f"{hex_of(digest)}.{time.time_ns()}"
+        dest = qdir / f"{hex_part(digest)}.{time.time_ns()}"
         try:
             qdir.mkdir(exist_ok=True)
             os.replace(path, dest)

@@ -142,9 +142,9 @@ def resolve(src: ManifestSource, plat: Platform | None) -> Resolved:
     if not isinstance(doc, Manifest):
         raise RegistryError(f"{ref}: {desc.digest} is not an image manifest")
     config = src.config(doc.config)
-    image = check_platform(
-        image_from(desc.digest, doc, config, f"{ref}: manifest {desc.digest}", desc.platform,
-                   index_digest), plat, str(ref))
+    image = image_from(desc.digest, doc, config, f"{ref}: manifest {desc.digest}",
+                       desc.platform, index_digest)
+    check_platform(image.platform, plat, str(ref))
     entry = Descriptor(desc.media_type, desc.digest, desc.size, image.platform,
                        {FROM_INDEX: index_digest} if index_digest else {})
     return Resolved(image, entry, top.data)
