@@ -3,7 +3,7 @@
  * Pass A walks the records in order and emits, right after the file data,
  * the journal's extents and then each inode's own blocks (directory blocks,
  * slow symlink targets, xattr blocks, extent tree blocks), keeping what its
- * inode will say in an oe_ino_out.  Then the layout is fixed, the bitmaps
+ * inode will say in an oe_ino_out (for the few inodes that need one).  Then the layout is fixed, the bitmaps
  * and inode tables are placed after everything else, and the inodes,
  * bitmaps, descriptors and superblocks are written.  One file a structure:
  * extents.c, dirs.c, xattrs.c, inodes.c, journal.c, layout.c, groups.c,
@@ -52,9 +52,9 @@ static int start(oe_ctx *c, oe_writer *w, const oe_commit_params *params,
     c->max_ino = (uint64_t)n_inodes + 9;
     if (c->max_ino > UINT32_MAX - 16)
         return oe_fail(w, "too many inodes");
-    c->out = calloc(c->max_ino + 1, sizeof *c->out);
+    c->out_slot = calloc(c->max_ino + 1, sizeof *c->out_slot);
     c->referenced = calloc(w->n_files + 1, 1);
-    if (!c->out || !c->referenced)
+    if (!c->out_slot || !c->referenced)
         return oe_fail(w, "out of memory");
     return 0;
 }
@@ -62,7 +62,8 @@ static int start(oe_ctx *c, oe_writer *w, const oe_commit_params *params,
 static void finish(oe_ctx *c)
 {
     c->w->meta_mode = 0;
-    free(c->out);
+    free(c->out_slot);
+    free(c->outs);
     free(c->ibodies);
     free(c->tmp);
     free(c->referenced);

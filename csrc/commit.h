@@ -15,7 +15,11 @@
  * bits (2446-05-10). */
 #define OE_MAX_TIME ((3ll << 32) + INT32_MAX)
 
-/* What an inode will say about the blocks built for it in pass A. */
+/* What an inode will say about the blocks built for it in pass A.  Kept
+ * only for the inodes that own blocks or xattrs (directories, slow
+ * symlinks, files of more than four extents): for the rest, nearly all of
+ * them, it is rebuilt from the record when the inode table is written, so
+ * a million files cost 4 bytes each here instead of 96. */
 typedef struct {
     uint8_t iblock[OE_I_BLOCK_BYTES];
     uint32_t flags;
@@ -44,7 +48,9 @@ typedef struct {
     uint64_t blob_len;
     uint32_t csum_seed;   /* crc32c of the uuid: every metadata checksum starts here */
     uint32_t hash_seed[4];
-    oe_ino_out *out;      /* indexed by inode number */
+    uint32_t *out_slot;   /* by inode number: 1 + index into outs, 0 if rebuilt */
+    oe_ino_out *outs;
+    uint64_t n_outs, cap_outs;
     uint8_t *referenced;  /* per file handle: some inode holds its data */
     uint8_t *ibodies;
     uint64_t n_ibodies, cap_ibodies;
@@ -79,7 +85,9 @@ int oe_build_dir(oe_ctx *c, uint32_t k, oe_ino_out *o);
 /* xattrs.c */
 int oe_build_xattrs(oe_ctx *c, uint32_t k, oe_ino_out *o);
 
-/* inodes.c: pass A for one record, then the inode tables. */
+/* inodes.c: pass A for one record, then the inode tables.  oe_keep_out
+ * stores what inode `ino` will say (its out_slot names it). */
+int oe_keep_out(oe_ctx *c, uint32_t ino, const oe_ino_out *o);
 int oe_build_inode(oe_ctx *c, uint32_t k);
 int oe_write_inode_tables(oe_ctx *c, const oe_layout *L);
 

@@ -28,18 +28,30 @@ static int check_range(oe_ctx *c, uint64_t off, uint64_t len, const char *what, 
     return 0;
 }
 
+/* What a regular file's inode says of its data: no blocks are emitted for
+ * a file of at most four extents, so this is also how its inode is
+ * rebuilt when the table is written. */
+static int describe_regular(oe_ctx *c, uint32_t k, const oe_file *f, oe_ino_out *o)
+{
+    o->size = c->inodes[k].size;
+    o->flags = EXT4_EXTENTS_FL;
+    if (!f) {
+        oe_put_empty_extent_root(o->iblock);
+        return 0;
+    }
+    for (uint32_t e = 0; e < f->ext_count; e++)
+        o->blocks += c->w->ext[f->ext_first + e].len;
+    return oe_build_extent_tree(c, oe_rec_ino(k), c->w->ext + f->ext_first, f->ext_count, o);
+}
+
 static int build_regular(oe_ctx *c, uint32_t k, oe_ino_out *o)
 {
     const oe_inode *in = &c->inodes[k];
     const oe_file *f;
     const oe_extent *last;
 
-    o->size = in->size;
-    o->flags = EXT4_EXTENTS_FL;
-    if (in->file < 0) {
-        oe_put_empty_extent_root(o->iblock);
-        return 0;
-    }
+    if (in->file < 0)
+        return describe_regular(c, k, NULL, o);
     if ((uint64_t)in->file >= c->w->n_files)
         return oe_fail(c->w, "record %u: bad file handle", k);
     f = &c->w->files[in->file];
@@ -50,9 +62,7 @@ static int build_regular(oe_ctx *c, uint32_t k, oe_ino_out *o)
     if (last && ((uint64_t)last->lblk + last->len - 1) * OE_BLOCK_SIZE >= in->size)
         return oe_fail(c->w, "record %u: size %llu is smaller than its data", k,
                        (unsigned long long)in->size);
-    for (uint32_t e = 0; e < f->ext_count; e++)
-        o->blocks += c->w->ext[f->ext_first + e].len;
-    return oe_build_extent_tree(c, oe_rec_ino(k), c->w->ext + f->ext_first, f->ext_count, o);
+    return describe_regular(c, k, f, o);
 }
 
 static int check_dirents(oe_ctx *c, uint32_t k)
@@ -111,14 +121,71 @@ static int build_device(oe_ctx *c, uint32_t k, oe_ino_out *o)
     return 0;
 }
 
+/* Whether a record's inode can be rebuilt from the record alone, once pass
+ * A has checked it: it owns no blocks (xattrs are checked apart). */
+static int rebuildable(const oe_ctx *c, const oe_inode *in)
+{
+    switch (in->mode & S_IFMT) {
+    case S_IFREG:
+        return in->file < 0 || c->w->files[in->file].ext_count <= 4;
+    case S_IFLNK:
+        return in->extra_len < OE_I_BLOCK_BYTES;
+    case S_IFCHR:
+    case S_IFBLK:
+    case S_IFIFO:
+    case S_IFSOCK:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Builds again, without emitting anything, what pass A found for a
+ * rebuildable record (or nothing for a reserved inode). */
+static int rebuild_out(oe_ctx *c, uint32_t ino, const oe_inode *in, oe_ino_out *o)
+{
+    uint32_t k = (uint32_t)(in ? in - c->inodes : 0);
+
+    memset(o, 0, sizeof *o);
+    if (!in)
+        return 0;
+    switch (in->mode & S_IFMT) {
+    case S_IFREG:
+        return describe_regular(c, k, in->file < 0 ? NULL : &c->w->files[in->file], o);
+    case S_IFLNK:
+        o->size = in->extra_len;
+        memcpy(o->iblock, c->blob + in->extra_off, in->extra_len);
+        return 0;
+    case S_IFCHR:
+    case S_IFBLK:
+        return build_device(c, k, o);
+    case S_IFIFO:
+    case S_IFSOCK:
+        return 0;
+    default:
+        return oe_fail(c->w, "inode %u: no record of its blocks", ino);
+    }
+}
+
+int oe_keep_out(oe_ctx *c, uint32_t ino, const oe_ino_out *o)
+{
+    if (ino > c->max_ino || c->n_outs >= UINT32_MAX - 1)
+        return oe_fail(c->w, "inode %u: out of range", ino);
+    if (oe_grow(c->w, (void **)&c->outs, &c->cap_outs, c->n_outs + 1, sizeof *c->outs))
+        return -1;
+    c->outs[c->n_outs] = *o;
+    c->out_slot[ino] = (uint32_t)++c->n_outs;
+    return 0;
+}
+
 int oe_build_inode(oe_ctx *c, uint32_t k)
 {
     const oe_inode *in = &c->inodes[k];
     uint32_t type = in->mode & S_IFMT;
-    oe_ino_out *o = &c->out[oe_rec_ino(k)];
+    oe_ino_out o;
     int rc;
 
-    memset(o, 0, sizeof *o);
+    memset(&o, 0, sizeof o);
     if (check_range(c, in->xattr_off, in->xattr_len, "xattrs", k) ||
         check_range(c, in->extra_off, in->extra_len, "symlink target", k))
         return -1;
@@ -126,17 +193,17 @@ int oe_build_inode(oe_ctx *c, uint32_t k)
         return oe_fail(c->w, "record %u: link count %u out of range", k, in->nlink);
     switch (type) {
     case S_IFREG:
-        rc = build_regular(c, k, o);
+        rc = build_regular(c, k, &o);
         break;
     case S_IFDIR:
-        rc = check_dirents(c, k) || oe_build_dir(c, k, o) ? -1 : 0;
+        rc = check_dirents(c, k) || oe_build_dir(c, k, &o) ? -1 : 0;
         break;
     case S_IFLNK:
-        rc = build_symlink(c, k, o);
+        rc = build_symlink(c, k, &o);
         break;
     case S_IFCHR:
     case S_IFBLK:
-        rc = build_device(c, k, o);
+        rc = build_device(c, k, &o);
         break;
     case S_IFIFO:
     case S_IFSOCK:
@@ -147,8 +214,10 @@ int oe_build_inode(oe_ctx *c, uint32_t k)
     }
     if (rc)
         return -1;
-    if (in->xattr_len && oe_build_xattrs(c, k, o))
+    if (in->xattr_len && oe_build_xattrs(c, k, &o))
         return -1;
+    if (o.acl || o.ibody || !rebuildable(c, in))
+        return oe_keep_out(c, oe_rec_ino(k), &o);
     return 0;
 }
 
@@ -172,11 +241,17 @@ static int put_time(uint8_t *b, size_t off, size_t extra_off, int64_t sec, uint3
 
 static int fill_inode(oe_ctx *c, uint8_t *b, uint32_t ino, const oe_inode *in)
 {
-    const oe_ino_out *o = &c->out[ino];
-    uint64_t sectors = o->blocks * (OE_BLOCK_SIZE / 512);
+    oe_ino_out rebuilt;
+    const oe_ino_out *o = &rebuilt;
+    uint64_t sectors;
     uint32_t cs;
     uint8_t nb[8];
 
+    if (c->out_slot[ino])
+        o = &c->outs[c->out_slot[ino] - 1];
+    else if (rebuild_out(c, ino, in, &rebuilt))
+        return -1;
+    sectors = o->blocks * (OE_BLOCK_SIZE / 512);
     memset(b, 0, OE_INODE_SIZE);
     INODE_SET(b, i_extra_isize, OE_EXTRA_ISIZE);
     if (in) {

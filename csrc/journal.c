@@ -6,7 +6,7 @@ int oe_build_journal(oe_ctx *c, uint64_t *first_block)
 {
     oe_writer *w = c->w;
     uint64_t left = c->p->journal_blocks, lblk = 0;
-    oe_ino_out *o = &c->out[EXT4_JOURNAL_INO];
+    oe_ino_out o;
 
     c->n_tmp = 0;
     *first_block = 0;
@@ -21,11 +21,13 @@ int oe_build_journal(oe_ctx *c, uint64_t *first_block)
         lblk += n;
         left -= n;
     }
-    memset(o, 0, sizeof *o);
-    o->flags = EXT4_EXTENTS_FL;
-    o->size = (uint64_t)c->p->journal_blocks * OE_BLOCK_SIZE;
-    o->blocks = c->p->journal_blocks;
-    return oe_build_extent_tree(c, EXT4_JOURNAL_INO, c->tmp, c->n_tmp, o);
+    memset(&o, 0, sizeof o);
+    o.flags = EXT4_EXTENTS_FL;
+    o.size = (uint64_t)c->p->journal_blocks * OE_BLOCK_SIZE;
+    o.blocks = c->p->journal_blocks;
+    if (oe_build_extent_tree(c, EXT4_JOURNAL_INO, c->tmp, c->n_tmp, &o))
+        return -1;
+    return oe_keep_out(c, EXT4_JOURNAL_INO, &o);
 }
 
 int oe_write_journal_super(oe_ctx *c, uint64_t block)

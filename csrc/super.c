@@ -55,8 +55,8 @@ static void fill_super(const oe_ctx *c, uint8_t *s, const oe_layout *L, uint64_t
     SB_SET(s, s_default_mount_opts, EXT4_DEFM_XATTR_USER | EXT4_DEFM_ACL);
     SB_SET(s, s_mkfs_time, (uint32_t)t);
     SB_SET(s, s_mkfs_time_hi, t >> 32);
-    if (p->journal_blocks) {
-        const oe_ino_out *j = &c->out[EXT4_JOURNAL_INO];
+    if (p->journal_blocks && c->out_slot[EXT4_JOURNAL_INO]) {
+        const oe_ino_out *j = &c->outs[c->out_slot[EXT4_JOURNAL_INO] - 1];
         uint8_t *jnl = EXT4_PTR(ext4_super_block, s, s_jnl_blocks);
         SB_SET(s, s_journal_inum, EXT4_JOURNAL_INO);
         /* A copy of the journal inode's map, for e2fsck to rebuild it from. */
