@@ -2,10 +2,12 @@
 them: `oe_inode` and `oe_dirent` arrays and one blob of names, symlink
 targets and xattrs.
 
-The tree is consumed as it is packed: each record lets go of its inode once
-written, and each directory of its entries, so the Python tree shrinks
-while the packed arrays (whose pages are touched only as they are written)
-grow, and the run's peak is not the two of them side by side.
+The tree is consumed as it is packed: each directory lets go of its entries
+once they are written, so the Python tree shrinks while the packed arrays
+(whose pages are touched only as they are written) grow, and the run's peak
+is not the two of them side by side.  The numbering keeps no list of the
+records: the packing walks the tree again in the same order, and only the
+inodes that can be met twice (directories, hard links) are remembered.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import ctypes
 import gc
 import mmap
 from array import array
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -51,6 +54,7 @@ def _malloc_trim() -> Callable[[int], int] | None:
 
 
 _TRIM = _malloc_trim()
+_TRIM_EVERY = 1 << 16     # records packed between two trims (8 MiB of records)
 
 
 def _give_back() -> None:
@@ -74,16 +78,6 @@ def _zeroed(size: int) -> Buffer:
     return mmap.mmap(-1, size) if size else bytearray()
 
 
-@dataclass(slots=True)
-class _Numbering:
-    records: list[Inode | None]
-    parents: array[int]
-    nlinks: array[int]
-    # Directory record -> its sorted names and their records.
-    listings: dict[int, tuple[list[bytes], array[int]]]
-    names: int            # directory entries in all
-
-
 def _times(node: Inode) -> tuple[int, int, int, int, int, int, int, int]:
     m = node.mtime_ns
     if node.atime_ns is None and node.ctime_ns is None and m in _PLAIN_TIMES:
@@ -97,58 +91,87 @@ def _times(node: Inode) -> tuple[int, int, int, int, int, int, int, int]:
             a % 10**9, c % 10**9, m % 10**9, m % 10**9)
 
 
+class _Numbering:
+    """What the packing needs to give every inode its number again, in the
+    same order, without a list of a million records: for the inodes that
+    can be met twice (directories, inodes with other than one name), their
+    number, each directory's first new child and the names met.
+
+    Kept in arrays sorted by the inodes' ids, not in dicts: a dict's values
+    are int objects, and the few thousand made after the tree would each
+    sit in one of the allocator's 1 MiB arenas among the tree's objects and
+    keep it from being given back as the tree is freed."""
+
+    __slots__ = ("ids", "numbers", "first_child", "links", "count", "names")
+
+    def __init__(self, seen: dict[Inode, tuple[int, int, int]], count: int, names: int) -> None:
+        rows = sorted((id(node), *row) for node, row in seen.items())
+        self.ids = array("Q", (r[0] for r in rows))
+        self.numbers = array("I", (r[1] for r in rows))
+        self.first_child = array("I", (r[2] for r in rows))
+        self.links = array("I", (r[3] for r in rows))
+        self.count = count          # records
+        self.names = names          # directory entries in all
+
+    def row(self, node: Inode) -> int:
+        i = bisect_left(self.ids, id(node))
+        assert self.ids[i] == id(node)
+        return i
+
+
+def _is_plain(node: Inode) -> bool:
+    """Met once only, so left out of the identity maps."""
+    return node.kind != S_IFDIR and node.names == 1
+
+
 def _number(root: Inode, lost_found: Inode) -> _Numbering:
     """Inode order: a directory's entries get consecutive numbers, lost+found
-    the first free one.  Only directories and inodes with other than one
-    name can be met twice (Tree keeps `names` true), so only they go into
-    the identity map: a million plain files cost no map slot."""
-    seen: dict[Inode, int] = {root: 0}   # Inodes hash by identity
-    records: list[Inode | None] = [root]
-    parents = array("I", [0])
-    nlinks = array("I", [0])
+    the first free one; directories are visited depth first, in name order.
+    Only directories and inodes with other than one name can be met twice
+    (Tree keeps `names` true), so only they go into the identity map: a
+    million plain files cost no map slot."""
+    # node -> [number, first new child (directories), names met]
+    seen: dict[Inode, list[int]] = {root: [0, 0, 1]}   # Inodes hash by identity
+    count = 1
     if lost_found.kind == S_IFDIR:
-        seen[lost_found] = 1
-        records.append(lost_found)
-        parents.append(0)
-        nlinks.append(0)
-    listings: dict[int, tuple[list[bytes], array[int]]] = {}
-    pending = [(root, 0)]
+        seen[lost_found] = [1, 0, 0]
+        count = 2
+    pending = [root]
     total = 0
     while pending:
-        d, di = pending.pop()
+        d = pending.pop()
         children = d.children
         assert children is not None
-        names = sorted(children)
-        kids = array("I", bytes(4 * len(names)))
-        listings[di] = (names, kids)
-        total += len(names)
+        seen[d][1] = count
+        total += len(children)
         subdirs = []
-        for j, name in enumerate(names):
+        for name in sorted(children):
             child = children[name]
-            is_dir = child.kind == S_IFDIR
-            ci = seen.get(child) if is_dir or child.names != 1 else None
-            if ci is None:
-                ci = len(records)
-                records.append(child)
-                parents.append(di)
-                nlinks.append(0)
-                if is_dir or child.names != 1:
-                    seen[child] = ci
-                if is_dir:
-                    subdirs.append((child, ci))
-            elif is_dir:
-                if child is not lost_found or di != 0:
-                    raise ImageError(f"directory {name!r} has two parents")
-                subdirs.append((child, ci))
-            nlinks[ci] += 1
-            kids[j] = ci
+            if _is_plain(child):
+                count += 1
+                continue
+            row = seen.get(child)
+            if child.kind == S_IFDIR:
+                if row is not None:
+                    if child is not lost_found or d is not root:
+                        raise ImageError(f"directory {name!r} has two parents")
+                else:
+                    seen[child] = [count, 0, 0]
+                    count += 1
+                subdirs.append(child)
+                continue
+            if row is None:
+                row = seen[child] = [count, 0, 0]
+                count += 1
+            row[2] += 1
         pending.extend(reversed(subdirs))
-    return _Numbering(records, parents, nlinks, listings, total)
+    return _Numbering({k: (v[0], v[1], v[2]) for k, v in seen.items()}, count, total)
 
 
 def pack_tree(root: Inode, timestamp: int) -> Packed:
     """Numbers the inodes and packs them for the C writer, emptying the tree
-    on the way (a directory's children are cleared once written)."""
+    on the way: each directory lets go of its entries once they are packed,
+    so the tree is freed as the packed arrays grow."""
     if root.children is None:
         raise ImageError("the root must be a directory")
     if LOST_FOUND not in root.children:
@@ -158,61 +181,126 @@ def pack_tree(root: Inode, timestamp: int) -> Packed:
     lost_found = root.children[LOST_FOUND]
     _give_back()
     numbering = _number(root, lost_found)
-    records, parents, nlinks, listings = (numbering.records, numbering.parents,
-                                          numbering.nlinks, numbering.listings)
-    count = len(records)
-    inodes = _zeroed(_INODE.size * count)
-    dirents = _zeroed(_DIRENT.size * numbering.names)
-    blob = bytearray()          # names, symlink targets and xattrs
-    n_dirents = 0
-    n_dirs = 0
-    pack_inode, pack_dirent, dirent_size = _INODE.pack_into, _DIRENT.pack_into, _DIRENT.size
-    for i in range(count):
-        node = records[i]
-        records[i] = None       # the record now holds the only reference
-        assert node is not None
+    packer = _Packer(numbering, lost_found)
+    packer.pack(0, root, 0)
+    if lost_found.kind == S_IFDIR:
+        packer.pack(1, lost_found, 0)
+    row, numbers, first_child = numbering.row, numbering.numbers, numbering.first_child
+    pack = packer.pack
+    # The records in number order: each directory's new entries, the
+    # directories visited as _number visits them.
+    pending = [root]
+    trim_at = _TRIM_EVERY
+    while pending:
+        d = pending.pop()
+        r = row(d)
+        di, at = numbers[r], first_child[r]
+        children = d.children
+        assert children is not None
+        subdirs = []
+        for name in sorted(children):
+            child = children[name]
+            if _is_plain(child):
+                pack(at, child, di)
+                at += 1
+                continue
+            if numbers[row(child)] == at:
+                pack(at, child, di)
+                at += 1
+            if child.kind == S_IFDIR:
+                subdirs.append(child)
+        pending.extend(reversed(subdirs))
+        # Its entries are packed: letting go of them frees the files
+        # among them, which no one else holds.  (Cleared, not replaced: a
+        # new dict would be one more object keeping an arena alive.)
+        children.clear()
+        if packer.next >= trim_at and _TRIM is not None:
+            # Directories' tables are malloc's, kept by the allocator
+            # tuning until trimmed: hand them back as the records grow.
+            _TRIM(0)
+            trim_at = packer.next + _TRIM_EVERY
+    if packer.next != numbering.count:
+        raise ImageError("the tree changed while it was packed")
+    inodes, dirents, blob, count, dirs = (packer.inodes, packer.dirents, packer.blob,
+                                          packer.next, packer.dirs)
+    del numbering, packer, row, numbers, first_child, pack
+    _give_back()
+    return Packed(inodes, dirents, blob, count, dirs)
+
+
+class _Packer:
+    """Packs records in number order into the arrays the C commit takes."""
+
+    def __init__(self, numbering: _Numbering, lost_found: Inode) -> None:
+        self.numbering = numbering
+        self.lost_found = lost_found
+        self.inodes = _zeroed(_INODE.size * numbering.count)
+        self.dirents = _zeroed(_DIRENT.size * numbering.names)
+        self.blob = bytearray()          # names, symlink targets and xattrs
+        self.n_dirents = 0
+        self.dirs = 0
+        self.next = 0
+
+    def _listing(self, d: Inode) -> int:
+        """Packs a directory's entries (their numbers as _number gave them);
+        returns how many of them are directories."""
+        children = d.children
+        assert children is not None
+        numbering = self.numbering
+        row, numbers = numbering.row, numbering.numbers
+        at = numbering.first_child[row(d)]
+        blob, dirents = self.blob, self.dirents
+        pack_dirent, dirent_size = _DIRENT.pack_into, _DIRENT.size
+        n = self.n_dirents
+        subdirs = 0
+        for name in sorted(children):
+            child = children[name]
+            if _is_plain(child):
+                ci = at
+                at += 1
+            else:
+                ci = numbers[row(child)]
+                if ci == at:
+                    at += 1
+                subdirs += child.kind == S_IFDIR
+            if len(name) > 255:
+                raise ImageError(f"name {name[:40]!r}... is longer than 255 bytes")
+            pack_dirent(dirents, n * dirent_size, len(blob), ci, len(name))
+            n += 1
+            blob += name
+        self.n_dirents = n
+        return subdirs
+
+    def pack(self, i: int, node: Inode, parent: int) -> None:
+        if i != self.next:
+            raise ImageError("the tree changed while it was packed")
+        self.next += 1
+        blob = self.blob
         kind = node.kind
-        dirent_first = n_dirents
+        dirent_first = self.n_dirents
         extra_off = extra_len = xattr_off = xattr_len = 0
         file = -1
-        nlink = nlinks[i] or 1
         if kind == S_IFDIR:
-            n_dirs += 1
-            names, kids = listings.pop(i)
-            subdirs = 0
-            for name, ci in zip(names, kids, strict=True):
-                if len(name) > 255:
-                    raise ImageError(f"name {name[:40]!r}... is longer than 255 bytes")
-                pack_dirent(dirents, n_dirents * dirent_size, len(blob), ci, len(name))
-                n_dirents += 1
-                blob += name
-                # A directory's entries are numbered after it (lost+found,
-                # the exception, after the root), so it is still in records.
-                child = records[ci]
-                subdirs += child is not None and child.kind == S_IFDIR
-            nlink = 2 + subdirs
-        elif kind == S_IFLNK:
-            extra_off, extra_len = len(blob), len(node.target)
-            blob += node.target
-        elif kind == S_IFREG and node.data is not None:
-            file = node.data
+            self.dirs += 1
+            nlink = 2 + self._listing(node)
+        else:
+            nlink = (1 if node.names == 1 else
+                     self.numbering.links[self.numbering.row(node)] or 1)
+            if kind == S_IFLNK:
+                extra_off, extra_len = len(blob), len(node.target)
+                blob += node.target
+            elif kind == S_IFREG and node.data is not None:
+                file = node.data
         if node.xattrs:
             packed = xattr_codec.pack(node.xattrs)
             blob += bytes(-len(blob) % 4)
             xattr_off, xattr_len = len(blob), len(packed)
             blob += packed
-        pack_inode(
-            inodes, i * _INODE.size,
+        _INODE.pack_into(
+            self.inodes, i * _INODE.size,
             kind | (node.mode & 0o7777), node.uid, node.gid, nlink,
             *_times(node),
             node.size if kind == S_IFREG else 0, file, node.rdev[0], node.rdev[1],
             extra_off, extra_len, xattr_len, xattr_off,
-            dirent_first, n_dirents - dirent_first, parents[i],
-            4 if i == 1 and node is lost_found else 0)
-        if kind == S_IFDIR:
-            # Its entries are packed: letting go of them frees the files
-            # among them, which no one else holds.
-            node.children = {}
-    del records, numbering
-    _give_back()
-    return Packed(inodes, dirents, blob, count, n_dirs)
+            dirent_first, self.n_dirents - dirent_first, parent,
+            4 if i == 1 and node is self.lost_found else 0)
