@@ -17,7 +17,7 @@ from typing import BinaryIO, Self
 
 from ..errors import ImageError, SourceError
 from ..output import Output
-from ..tree import Inode
+from ..tree import S_IFREG, Inode
 from . import plan as planning
 from . import records
 from . import verity as verity_tree
@@ -199,7 +199,7 @@ class Ext4Writer:
 
     def release(self, node: Inode) -> None:
         """Frees the data of a file that lost its last name (Tree's on_release)."""
-        if node.data is not None:
+        if node.kind == S_IFREG and node.data is not None:
             self.discard(node.data)
             node.data = None
 
