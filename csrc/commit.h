@@ -59,6 +59,18 @@ typedef struct {
     uint32_t *dirs;       /* directories per group */
 } oe_ctx;
 
+/* The fields of an oe_inode that only one kind of inode has. */
+static inline int64_t oe_rec_file(const oe_inode *in)
+{
+    return in->ref > (uint64_t)INT64_MAX ? -1 : (int64_t)in->ref;
+}
+static inline uint64_t oe_rec_dirent_first(const oe_inode *in) { return in->ref; }
+static inline uint32_t oe_rec_dirent_count(const oe_inode *in) { return in->ref_len; }
+static inline uint64_t oe_rec_target_off(const oe_inode *in) { return in->ref; }
+static inline uint32_t oe_rec_target_len(const oe_inode *in) { return in->ref_len; }
+static inline uint32_t oe_rec_rdev_major(const oe_inode *in) { return (uint32_t)(in->ref >> 32); }
+static inline uint32_t oe_rec_rdev_minor(const oe_inode *in) { return (uint32_t)in->ref; }
+
 /* Record k of the commit's inode array is inode rec_ino(k). */
 static inline uint32_t oe_rec_ino(uint32_t k) { return k == 0 ? EXT4_ROOT_INO : 10 + k; }
 /* The record of an inode number, or NULL for the reserved ones. */

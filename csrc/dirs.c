@@ -131,8 +131,8 @@ static void put_dots(uint8_t *b, uint32_t ino, uint32_t parent, uint32_t dotdot_
 static int build_linear(oe_ctx *c, const oe_inode *in, uint32_t ino, uint32_t seed,
                         uint32_t *lblk)
 {
-    const oe_dirent *base = c->dirents + in->dirent_first;
-    uint32_t n = in->dirent_count, blocks = in->min_blocks > 1 ? in->min_blocks : 1;
+    const oe_dirent *base = c->dirents + oe_rec_dirent_first(in);
+    uint32_t n = oe_rec_dirent_count(in), blocks = in->min_blocks > 1 ? in->min_blocks : 1;
     uint8_t *b;
 
     if (oe_emit_owned(c, (*lblk)++, &b))
@@ -153,8 +153,8 @@ static int build_linear(oe_ctx *c, const oe_inode *in, uint32_t ino, uint32_t se
 static int build_htree(oe_ctx *c, const oe_inode *in, uint32_t ino, uint32_t seed,
                        uint32_t *lblk)
 {
-    const oe_dirent *base = c->dirents + in->dirent_first;
-    uint32_t n = in->dirent_count, i, leaves = 0, nodes = 0;
+    const oe_dirent *base = c->dirents + oe_rec_dirent_first(in);
+    uint32_t n = oe_rec_dirent_count(in), i, leaves = 0, nodes = 0;
     hashed *h = malloc(sizeof *h * n);
     uint32_t *order = malloc(sizeof *order * n);
     uint32_t *starts = malloc(sizeof *starts * (n + 1));
@@ -242,11 +242,11 @@ out:
 int oe_build_dir(oe_ctx *c, uint32_t k, oe_ino_out *o)
 {
     const oe_inode *in = &c->inodes[k];
-    const oe_dirent *base = c->dirents + in->dirent_first;
+    const oe_dirent *base = c->dirents + oe_rec_dirent_first(in);
     uint32_t ino = oe_rec_ino(k), seed = oe_ino_seed(c, ino), total = 2 * DOT_LEN, lblk = 0, i;
 
     c->n_tmp = 0;
-    for (i = 0; i < in->dirent_count; i++)
+    for (i = 0; i < oe_rec_dirent_count(in); i++)
         total += rec_len(base[i].name_len);
     if (total <= LEAF_SPACE) {
         if (build_linear(c, in, ino, seed, &lblk))

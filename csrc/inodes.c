@@ -50,14 +50,16 @@ static int build_regular(oe_ctx *c, uint32_t k, oe_ino_out *o)
     const oe_file *f;
     const oe_extent *last;
 
-    if (in->file < 0)
+    int64_t file = oe_rec_file(in);
+
+    if (file < 0)
         return describe_regular(c, k, NULL, o);
-    if ((uint64_t)in->file >= c->w->n_files)
+    if ((uint64_t)file >= c->w->n_files)
         return oe_fail(c->w, "record %u: bad file handle", k);
-    f = &c->w->files[in->file];
-    if (f->open || f->discarded || c->referenced[in->file])
+    f = &c->w->files[file];
+    if (f->open || f->discarded || c->referenced[file])
         return oe_fail(c->w, "record %u: file data is open, discarded or used twice", k);
-    c->referenced[in->file] = 1;
+    c->referenced[file] = 1;
     last = f->ext_count ? &c->w->ext[f->ext_first + f->ext_count - 1] : NULL;
     if (last && ((uint64_t)last->lblk + last->len - 1) * OE_BLOCK_SIZE >= in->size)
         return oe_fail(c->w, "record %u: size %llu is smaller than its data", k,
@@ -68,10 +70,12 @@ static int build_regular(oe_ctx *c, uint32_t k, oe_ino_out *o)
 static int check_dirents(oe_ctx *c, uint32_t k)
 {
     const oe_inode *in = &c->inodes[k];
-    if (in->parent >= c->n_inodes || (uint64_t)in->dirent_first + in->dirent_count > c->n_dirents)
+    uint64_t first = oe_rec_dirent_first(in);
+    uint32_t count = oe_rec_dirent_count(in);
+    if (in->parent >= c->n_inodes || first > c->n_dirents || count > c->n_dirents - first)
         return oe_fail(c->w, "record %u: directory range out of bounds", k);
-    for (uint32_t i = 0; i < in->dirent_count; i++) {
-        const oe_dirent *d = &c->dirents[in->dirent_first + i];
+    for (uint32_t i = 0; i < count; i++) {
+        const oe_dirent *d = &c->dirents[first + i];
         const uint8_t *name;
         if (d->child >= c->n_inodes || d->child == 0 || d->name_len == 0 ||
             d->name_len > EXT4_NAME_LEN || check_range(c, d->name_off, d->name_len, "name", k))
@@ -87,19 +91,22 @@ static int check_dirents(oe_ctx *c, uint32_t k)
 static int build_symlink(oe_ctx *c, uint32_t k, oe_ino_out *o)
 {
     const oe_inode *in = &c->inodes[k];
+    uint32_t len = oe_rec_target_len(in);
     uint8_t *b;
 
-    o->size = in->extra_len;
-    if (in->extra_len == 0 || in->extra_len >= OE_BLOCK_SIZE)
-        return oe_fail(c->w, "record %u: symlink target of %u bytes", k, in->extra_len);
-    if (in->extra_len < OE_I_BLOCK_BYTES) {
-        memcpy(o->iblock, c->blob + in->extra_off, in->extra_len);
+    o->size = len;
+    if (len == 0 || len >= OE_BLOCK_SIZE)
+        return oe_fail(c->w, "record %u: symlink target of %u bytes", k, len);
+    if (check_range(c, oe_rec_target_off(in), len, "symlink target", k))
+        return -1;
+    if (len < OE_I_BLOCK_BYTES) {
+        memcpy(o->iblock, c->blob + oe_rec_target_off(in), len);
         return 0;
     }
     c->n_tmp = 0;
     if (oe_emit_owned(c, 0, &b))
         return -1;
-    memcpy(b, c->blob + in->extra_off, in->extra_len);
+    memcpy(b, c->blob + oe_rec_target_off(in), len);
     o->flags = EXT4_EXTENTS_FL;
     o->blocks = 1;
     return oe_build_extent_tree(c, oe_rec_ino(k), c->tmp, c->n_tmp, o);
@@ -108,7 +115,7 @@ static int build_symlink(oe_ctx *c, uint32_t k, oe_ino_out *o)
 static int build_device(oe_ctx *c, uint32_t k, oe_ino_out *o)
 {
     const oe_inode *in = &c->inodes[k];
-    uint32_t major = in->rdev_major, minor = in->rdev_minor;
+    uint32_t major = oe_rec_rdev_major(in), minor = oe_rec_rdev_minor(in);
 
     if (major <= EXT4_OLD_DEV_MAX && minor <= EXT4_OLD_DEV_MAX) {
         put32(o->iblock, (major << 8) | minor);
@@ -127,9 +134,9 @@ static int rebuildable(const oe_ctx *c, const oe_inode *in)
 {
     switch (in->mode & S_IFMT) {
     case S_IFREG:
-        return in->file < 0 || c->w->files[in->file].ext_count <= 4;
+        return oe_rec_file(in) < 0 || c->w->files[oe_rec_file(in)].ext_count <= 4;
     case S_IFLNK:
-        return in->extra_len < OE_I_BLOCK_BYTES;
+        return oe_rec_target_len(in) < OE_I_BLOCK_BYTES;
     case S_IFCHR:
     case S_IFBLK:
     case S_IFIFO:
@@ -151,10 +158,11 @@ static int rebuild_out(oe_ctx *c, uint32_t ino, const oe_inode *in, oe_ino_out *
         return 0;
     switch (in->mode & S_IFMT) {
     case S_IFREG:
-        return describe_regular(c, k, in->file < 0 ? NULL : &c->w->files[in->file], o);
+        return describe_regular(c, k, oe_rec_file(in) < 0 ? NULL : &c->w->files[oe_rec_file(in)],
+                                o);
     case S_IFLNK:
-        o->size = in->extra_len;
-        memcpy(o->iblock, c->blob + in->extra_off, in->extra_len);
+        o->size = oe_rec_target_len(in);
+        memcpy(o->iblock, c->blob + oe_rec_target_off(in), oe_rec_target_len(in));
         return 0;
     case S_IFCHR:
     case S_IFBLK:
@@ -186,8 +194,7 @@ int oe_build_inode(oe_ctx *c, uint32_t k)
     int rc;
 
     memset(&o, 0, sizeof o);
-    if (check_range(c, in->xattr_off, in->xattr_len, "xattrs", k) ||
-        check_range(c, in->extra_off, in->extra_len, "symlink target", k))
+    if (check_range(c, in->xattr_off, in->xattr_len, "xattrs", k))
         return -1;
     if (in->nlink == 0 || (in->nlink > EXT4_LINK_MAX && type != S_IFDIR))
         return oe_fail(c->w, "record %u: link count %u out of range", k, in->nlink);
@@ -267,7 +274,7 @@ static int fill_inode(oe_ctx *c, uint8_t *b, uint32_t ino, const oe_inode *in)
         if (PUT_TIME(b, atime, in->atime_sec, in->atime_nsec) ||
             PUT_TIME(b, ctime, in->ctime_sec, in->ctime_nsec) ||
             PUT_TIME(b, mtime, in->mtime_sec, in->mtime_nsec) ||
-            PUT_TIME(b, crtime, in->crtime_sec, in->crtime_nsec))
+            PUT_TIME(b, crtime, in->mtime_sec, in->mtime_nsec))
             return oe_fail(c->w, "inode %u: timestamp outside ext4's range (1901-2446)", ino);
     } else if (ino == EXT4_JOURNAL_INO && c->p->journal_blocks) {
         int64_t t = c->p->timestamp;

@@ -23,7 +23,8 @@ typedef struct {
 } oe_open_params;
 
 /* One inode as the policy side decided it.  Record 0 is the root (inode 2),
- * record k >= 1 becomes inode 10 + k. */
+ * record k >= 1 becomes inode 10 + k.  96 bytes, a million of them: what
+ * only one kind of inode has shares `ref` and `ref_len`. */
 typedef struct {
     uint32_t mode;        /* type and permission bits, as st_mode */
     uint32_t uid;
@@ -31,25 +32,24 @@ typedef struct {
     uint32_t nlink;       /* names pointing here; for directories 2 + subdirs */
     int64_t atime_sec;
     int64_t ctime_sec;
-    int64_t mtime_sec;
-    int64_t crtime_sec;
+    int64_t mtime_sec;    /* also the creation time */
     uint32_t atime_nsec;
     uint32_t ctime_nsec;
     uint32_t mtime_nsec;
-    uint32_t crtime_nsec;
-    uint64_t size;        /* regular files */
-    int64_t file;         /* data handle from oe_file_begin, or -1 */
-    uint32_t rdev_major;
-    uint32_t rdev_minor;
-    uint64_t extra_off;   /* symlink target in the blob */
-    uint32_t extra_len;
     uint32_t xattr_len;   /* packed xattrs follow in the blob at xattr_off */
+    uint64_t size;        /* regular files */
+    uint64_t ref;         /* regular files: data handle from oe_file_begin, or
+                           * OE_NO_FILE; symlinks: target offset in the blob;
+                           * directories: first entry in the dirent array;
+                           * devices: major << 32 | minor */
     uint64_t xattr_off;
-    uint32_t dirent_first; /* directories: range in the dirent array */
-    uint32_t dirent_count;
-    uint32_t parent;       /* directories: record index of the parent */
-    uint32_t min_blocks;   /* directories: blocks to preallocate (lost+found) */
+    uint32_t ref_len;     /* symlinks: target length; directories: entries */
+    uint32_t parent;      /* directories: record index of the parent */
+    uint32_t min_blocks;  /* directories: blocks to preallocate (lost+found) */
+    uint32_t reserved;    /* 0 */
 } oe_inode;
+
+#define OE_NO_FILE UINT64_MAX
 
 typedef struct {
     uint64_t name_off;    /* in the blob */

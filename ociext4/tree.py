@@ -63,17 +63,39 @@ def _shared(attrs: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
     return attrs
 
 
+# A regular file's size and data handle in one int of at most 60 bits (32
+# bytes; two ints would be 64): size << 1 when there is no data, else
+# size << 26 | handle << 1 | 1.  Larger ones (files of 16 GiB and more,
+# handles past 33 million) are kept as a pair.  The last operation is an
+# OR on purpose: CPython's shifts and subtractions may leave an int one
+# digit longer than its value needs (36 bytes, the 48-byte size class).
+_HANDLE_BITS = 25
+_HANDLE_MASK = (1 << _HANDLE_BITS) - 1
+_SIZE_LIMIT = 1 << 34
+
+
+def _size_data(size: int, data: int | None) -> int | tuple[int, int | None]:
+    if not 0 <= size < _SIZE_LIMIT:
+        return (size, data)
+    if data is None:
+        return (size << 1) | 0
+    if 0 <= data <= _HANDLE_MASK:
+        return (size << (_HANDLE_BITS + 1)) | (data << 1) | 1
+    return (size, data)
+
+
 class Inode:
     """One file's attributes; a directory's `children` maps names to inodes.
     Inodes compare and hash by identity.
 
-    Seven slots, for a million of them: mode, uid, gid and mtime share one
-    tuple (88 bytes an inode, from 112).  Not fewer: at 80 bytes inodes
-    would share the allocator's size class with lists and 4-tuples, whose
-    free lists keep scattered blocks, and so the tree's arenas, alive after
-    the tree is freed."""
+    Small, for a million of them: mode, uid, gid and mtime share one tuple,
+    and a regular file's size and data handle are one int (88 bytes and one
+    int an inode, from 112 and two).  Not smaller: at 80 bytes inodes would
+    share the allocator's size class with lists and 4-tuples, whose free
+    lists keep scattered blocks, and so the tree's arenas, alive after the
+    tree is freed; so a seventh slot is left spare."""
 
-    __slots__ = ("kind", "_attrs", "size", "data", "children", "names", "_rare")
+    __slots__ = ("kind", "_attrs", "_sd", "children", "names", "_rare", "_spare")
 
     def __init__(self, kind: int, mode: int = 0o644, uid: int = 0, gid: int = 0,
                  mtime_ns: int = 0, atime_ns: int | None = None, ctime_ns: int | None = None,
@@ -83,8 +105,7 @@ class Inode:
         self.kind = kind                  # one of the S_IF* constants
         # mode: permission bits, including setuid/setgid/sticky
         self._attrs = _shared((mode, uid, gid, mtime_ns))
-        self.size = size                  # regular files
-        self.data = data                  # the writer's handle for the file's bytes
+        self._sd = _size_data(size, data)
         self.children = children
         self.names = names                # how many directory entries point here
         self._rare: _Rare | None = None
@@ -92,6 +113,28 @@ class Inode:
             rare = self._rare = _Rare()
             rare.atime_ns, rare.ctime_ns, rare.target, rare.rdev, rare.xattrs = (
                 atime_ns, ctime_ns, target, rdev, xattrs)
+
+    @property
+    def size(self) -> int:                 # regular files
+        sd = self._sd
+        if type(sd) is int:
+            return sd >> (_HANDLE_BITS + 1) if sd & 1 else sd >> 1
+        return sd[0]  # type: ignore[index]
+
+    @size.setter
+    def size(self, value: int) -> None:
+        self._sd = _size_data(value, self.data)
+
+    @property
+    def data(self) -> int | None:          # the writer's handle for the file's bytes
+        sd = self._sd
+        if type(sd) is int:
+            return (sd >> 1) & _HANDLE_MASK if sd & 1 else None
+        return sd[1]  # type: ignore[index]
+
+    @data.setter
+    def data(self, value: int | None) -> None:
+        self._sd = _size_data(self.size, value)
 
     @property
     def mode(self) -> int:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import hashlib
 import mmap
+import struct
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable
@@ -29,6 +31,12 @@ from . import xattrs as xattr_codec
 # Field by field as C lays them out (checked when .records is imported).
 _INODE = records.INODE.struct
 _DIRENT = records.DIRENT.struct
+# The inode record as the content digest has always covered it: the 128-byte
+# oe_inode before it was cut to 96 (each kind's own fields apart, a creation
+# time).  UUIDs, hash seeds and verity salts derived from the content must
+# not change with the record's layout, so this is what the digest reads.
+_DIGESTED = struct.Struct("<IIIIqqqqIIIIQqIIQIIQIIII")
+_DIGEST_CHUNK = 4096      # records hashed at once
 LOST_FOUND = b"lost+found"
 # Times in this range are stored as they are (see plan.clamp_time_ns).
 _PLAIN_TIMES = range(0, planning.AMBIGUOUS_START_NS)
@@ -44,6 +52,7 @@ class Packed:
     blob: bytearray
     count: int            # records
     dirs: int             # of which directories
+    digest: hashlib._Hash    # sha256 of the records as _DIGESTED lays them out
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
@@ -221,11 +230,12 @@ def pack_tree(root: Inode, timestamp: int) -> Packed:
             trim_at = packer.next + _TRIM_EVERY
     if packer.next != numbering.count:
         raise ImageError("the tree changed while it was packed")
-    inodes, dirents, blob, count, dirs = (packer.inodes, packer.dirents, packer.blob,
-                                          packer.next, packer.dirs)
+    packer.flush_digest()
+    packed = Packed(packer.inodes, packer.dirents, packer.blob, packer.next, packer.dirs,
+                    packer.digest)
     del numbering, packer, row, numbers, first_child, pack
     _give_back()
-    return Packed(inodes, dirents, blob, count, dirs)
+    return packed
 
 
 class _Packer:
@@ -240,6 +250,13 @@ class _Packer:
         self.n_dirents = 0
         self.dirs = 0
         self.next = 0
+        self.digest = hashlib.sha256()
+        self._digested = bytearray(_DIGESTED.size * _DIGEST_CHUNK)
+
+    def flush_digest(self) -> None:
+        """Hashes the records packed since the last full chunk."""
+        held = self.next % _DIGEST_CHUNK
+        self.digest.update(memoryview(self._digested)[:held * _DIGESTED.size])
 
     def _listing(self, d: Inode) -> int:
         """Packs a directory's entries (their numbers as _number gave them);
@@ -296,11 +313,26 @@ class _Packer:
             blob += bytes(-len(blob) % 4)
             xattr_off, xattr_len = len(blob), len(packed)
             blob += packed
+        mode, uid, gid = kind | (node.mode & 0o7777), node.uid, node.gid
+        a_s, c_s, m_s, _, a_ns, c_ns, m_ns, _ = times = _times(node)
+        size = node.size if kind == S_IFREG else 0
+        rdev = node.rdev
+        dirent_count = self.n_dirents - dirent_first
+        min_blocks = 4 if i == 1 and node is self.lost_found else 0
+        if kind == S_IFREG:
+            ref, ref_len = (file if file >= 0 else records.NO_FILE), 0
+        elif kind == S_IFDIR:
+            ref, ref_len = dirent_first, dirent_count
+        elif kind == S_IFLNK:
+            ref, ref_len = extra_off, extra_len
+        else:
+            ref, ref_len = (rdev[0] << 32) | rdev[1], 0
         _INODE.pack_into(
-            self.inodes, i * _INODE.size,
-            kind | (node.mode & 0o7777), node.uid, node.gid, nlink,
-            *_times(node),
-            node.size if kind == S_IFREG else 0, file, node.rdev[0], node.rdev[1],
-            extra_off, extra_len, xattr_len, xattr_off,
-            dirent_first, self.n_dirents - dirent_first, parent,
-            4 if i == 1 and node is self.lost_found else 0)
+            self.inodes, i * _INODE.size, mode, uid, gid, nlink, a_s, c_s, m_s, a_ns, c_ns, m_ns,
+            xattr_len, size, ref, xattr_off, ref_len, parent, min_blocks, 0)
+        _DIGESTED.pack_into(
+            self._digested, (i % _DIGEST_CHUNK) * _DIGESTED.size, mode, uid, gid, nlink, *times,
+            size, file, rdev[0], rdev[1], extra_off, extra_len, xattr_len, xattr_off,
+            dirent_first, dirent_count, parent, min_blocks)
+        if (i + 1) % _DIGEST_CHUNK == 0:
+            self.digest.update(self._digested)

@@ -48,12 +48,12 @@ class Record:
 
 INODE = Record("oe_inode", (
     ("mode", "I"), ("uid", "I"), ("gid", "I"), ("nlink", "I"),
-    ("atime_sec", "q"), ("ctime_sec", "q"), ("mtime_sec", "q"), ("crtime_sec", "q"),
-    ("atime_nsec", "I"), ("ctime_nsec", "I"), ("mtime_nsec", "I"), ("crtime_nsec", "I"),
-    ("size", "Q"), ("file", "q"), ("rdev_major", "I"), ("rdev_minor", "I"),
-    ("extra_off", "Q"), ("extra_len", "I"), ("xattr_len", "I"), ("xattr_off", "Q"),
-    ("dirent_first", "I"), ("dirent_count", "I"), ("parent", "I"), ("min_blocks", "I"),
+    ("atime_sec", "q"), ("ctime_sec", "q"), ("mtime_sec", "q"),
+    ("atime_nsec", "I"), ("ctime_nsec", "I"), ("mtime_nsec", "I"), ("xattr_len", "I"),
+    ("size", "Q"), ("ref", "Q"), ("xattr_off", "Q"),
+    ("ref_len", "I"), ("parent", "I"), ("min_blocks", "I"), ("reserved", "I"),
 ))
+NO_FILE = (1 << 64) - 1   # oe_inode.ref of a regular file without data (OE_NO_FILE)
 DIRENT = Record("oe_dirent", (("name_off", "Q"), ("child", "I"), ("name_len", "I")))
 TAR_ENTRY = Record("oe_tar_entry", (
     ("type", "I"), ("mode", "I"), ("uid", "Q"), ("gid", "Q"),

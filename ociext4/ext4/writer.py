@@ -7,7 +7,6 @@ block device is written in place (ociext4.output).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 import uuid as uuidlib
@@ -227,8 +226,8 @@ class Ext4Writer:
         packed = pack_tree(root, opts.timestamp)
         inodes, dirents, blob, count = packed.inodes, packed.dirents, packed.blob, packed.count
         n_dirs = packed.dirs
+        digest = packed.digest
         del packed
-        digest = hashlib.sha256(inodes)
         digest.update(dirents)
         digest.update(blob)
         fs_uuid = opts.uuid or uuidlib.UUID(bytes=digest.digest()[:16], version=5)
