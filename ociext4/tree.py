@@ -132,6 +132,16 @@ class Inode:
             return (sd >> 1) & _HANDLE_MASK if sd & 1 else None
         return sd[1]  # type: ignore[index]
 
+    @property
+    def size_and_data(self) -> tuple[int, int | None]:
+        """(size, data) at once, for a reader of a million."""
+        sd = self._sd
+        if type(sd) is int:
+            if sd & 1:
+                return sd >> (_HANDLE_BITS + 1), (sd >> 1) & _HANDLE_MASK
+            return sd >> 1, None
+        return sd  # type: ignore[return-value]
+
     @data.setter
     def data(self, value: int | None) -> None:
         self._sd = _size_data(self.size, value)
@@ -223,6 +233,16 @@ class Inode:
     @property
     def is_dir(self) -> bool:
         return self.kind == S_IFDIR
+
+    @property
+    def attrs(self) -> tuple[int, int, int, int]:
+        """(mode, uid, gid, mtime_ns) at once, for a reader of a million."""
+        return self._attrs
+
+    @property
+    def has_rare(self) -> bool:
+        """Whether any of atime, ctime, target, rdev and xattrs is set."""
+        return self._rare is not None
 
     def __repr__(self) -> str:
         return (f"Inode(kind={self.kind:o}, mode={self.mode:o}, uid={self.uid}, gid={self.gid}, "

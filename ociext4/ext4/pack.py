@@ -38,6 +38,7 @@ _DIRENT = records.DIRENT.struct
 _DIGESTED = struct.Struct("<IIIIqqqqIIIIQqIIQIIQIIII")
 _DIGEST_CHUNK = 4096      # records hashed at once
 LOST_FOUND = b"lost+found"
+_NO_RDEV = (0, 0)
 # Times in this range are stored as they are (see plan.clamp_time_ns).
 _PLAIN_TIMES = range(0, planning.AMBIGUOUS_START_NS)
 
@@ -87,14 +88,19 @@ def _zeroed(size: int) -> Buffer:
     return mmap.mmap(-1, size) if size else bytearray()
 
 
-def _times(node: Inode) -> tuple[int, int, int, int, int, int, int, int]:
-    m = node.mtime_ns
-    if node.atime_ns is None and node.ctime_ns is None and m in _PLAIN_TIMES:
+def _times(node: Inode, m: int | None = None, rare: bool = True
+           ) -> tuple[int, int, int, int, int, int, int, int]:
+    """`m` and `rare`, when given, are the node's mtime and has_rare."""
+    if m is None:
+        m = node.mtime_ns
+    atime = node.atime_ns if rare else None
+    ctime = node.ctime_ns if rare else None
+    if atime is None and ctime is None and m in _PLAIN_TIMES:
         s, ns = divmod(m, 10**9)   # the common case, once instead of three times
         return (s, s, s, s, ns, ns, ns, ns)
     m = planning.clamp_time_ns(m)
-    a = planning.clamp_time_ns(node.atime_ns) if node.atime_ns is not None else m
-    c = planning.clamp_time_ns(node.ctime_ns) if node.ctime_ns is not None else m
+    a = planning.clamp_time_ns(atime) if atime is not None else m
+    c = planning.clamp_time_ns(ctime) if ctime is not None else m
     # Python's floor division keeps the nanoseconds positive before 1970.
     return (a // 10**9, c // 10**9, m // 10**9, m // 10**9,
             a % 10**9, c % 10**9, m % 10**9, m % 10**9)
@@ -297,6 +303,8 @@ class _Packer:
         dirent_first = self.n_dirents
         extra_off = extra_len = xattr_off = xattr_len = 0
         file = -1
+        size = 0
+        rare = node.has_rare
         if kind == S_IFDIR:
             self.dirs += 1
             nlink = 2 + self._listing(node)
@@ -306,17 +314,19 @@ class _Packer:
             if kind == S_IFLNK:
                 extra_off, extra_len = len(blob), len(node.target)
                 blob += node.target
-            elif kind == S_IFREG and node.data is not None:
-                file = node.data
-        if node.xattrs:
+            elif kind == S_IFREG:
+                size, data = node.size_and_data
+                if data is not None:
+                    file = data
+        if rare and node.xattrs:
             packed = xattr_codec.pack(node.xattrs)
             blob += bytes(-len(blob) % 4)
             xattr_off, xattr_len = len(blob), len(packed)
             blob += packed
-        mode, uid, gid = kind | (node.mode & 0o7777), node.uid, node.gid
-        a_s, c_s, m_s, _, a_ns, c_ns, m_ns, _ = times = _times(node)
-        size = node.size if kind == S_IFREG else 0
-        rdev = node.rdev
+        perm, uid, gid, mtime = node.attrs
+        mode = kind | (perm & 0o7777)
+        a_s, c_s, m_s, _, a_ns, c_ns, m_ns, _ = times = _times(node, mtime, rare)
+        rdev = node.rdev if rare else _NO_RDEV
         dirent_count = self.n_dirents - dirent_first
         min_blocks = 4 if i == 1 and node is self.lost_found else 0
         if kind == S_IFREG:
