@@ -64,7 +64,7 @@ def _malloc_trim() -> Callable[[int], int] | None:
 
 
 _TRIM = _malloc_trim()
-_TRIM_EVERY = 1 << 16     # records packed between two trims (8 MiB of records)
+_TRIM_EVERY = 1 << 16     # records packed between two trims (6 MiB of records)
 
 
 def _give_back() -> None:
