@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.mutations import dumps, mutations
 
 from ociext4.errors import CacheError, DigestMismatch, DocumentError, SourceError
 from ociext4.ocilayout import open_image
@@ -244,33 +245,6 @@ def test_run_cache_partials_of_dead_processes_are_swept_and_live_ones_kept(tmp_p
     assert mine.exists() and not gone.exists()
 
 
-def _mutations(doc: object) -> st.SearchStrategy[object]:
-    """`doc` with one value somewhere replaced by another JSON value."""
-    leaves = st.one_of(st.none(), st.booleans(), st.integers(-2, 2**70), st.text(max_size=8),
-                       st.just([]), st.just({}))
-
-    def paths(value: object, here: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-        out = [here]
-        if isinstance(value, dict):
-            for k, v in value.items():
-                out += paths(v, (*here, k))
-        elif isinstance(value, list):
-            for i, v in enumerate(value):
-                out += paths(v, (*here, i))
-        return out
-
-    def put(value: object, path: tuple[object, ...], new: object) -> object:
-        if not path:
-            return new
-        value = json.loads(json.dumps(value))
-        target = value
-        for key in path[:-1]:
-            target = target[key]  # type: ignore[index]
-        target[path[-1]] = new  # type: ignore[index]
-        return value
-
-    return st.tuples(st.sampled_from(paths(doc)), leaves).map(lambda pn: put(doc, *pn))
-
 
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -280,8 +254,7 @@ def test_a_damaged_index_json_is_one_document_error_for_ls_lookup_tag_and_prune(
     store = Store(root)
     put_image(store, "r.example/a:1", b"layer one")
     good = json.loads((root / "index.json").read_text())
-    bad = data.draw(_mutations(good))
-    (root / "index.json").write_text(json.dumps(bad))
+    (root / "index.json").write_bytes(dumps(data.draw(mutations(good)).apply(good)))
     for use in (store.entries, lambda: store.lookup("r.example/a:1"),
                 lambda: store.tag("r.example/b:1", good["manifests"][0]),
                 lambda: store.prune(["r.example/a:1"])):
