@@ -11,6 +11,8 @@ from ociext4.model import Platform, PlatformSyntaxError
 from ociext4.reference import parse_local
 from ociext4.store import PullPolicy, Store, default_root
 
+from .units import parse_seconds
+
 if TYPE_CHECKING:
     from ociext4.registry import Options
 
@@ -42,7 +44,7 @@ def add_registry_options(p: argparse.ArgumentParser, timeout_flag: str = "--time
                         "registries may use http without it); repeatable")
     p.add_argument("--ca-cert", metavar="FILE",
                    help="PEM bundle of CAs to trust for registries with a private CA")
-    p.add_argument(timeout_flag, dest="registry_timeout", type=float, default=60.0,
+    p.add_argument(timeout_flag, dest="registry_timeout", type=parse_seconds, default=60.0,
                    metavar="SECONDS",
                    help="give up on a registry that sends nothing for this long, after a "
                         "second try (default: 60)")

@@ -1,4 +1,4 @@
-"""Sizes on the command line."""
+"""Sizes and durations on the command line."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from ociext4_cli.units import parse_size
+from ociext4_cli.units import parse_seconds, parse_size
 
 
 @pytest.mark.parametrize(("text", "value"), [
@@ -31,3 +31,22 @@ def test_local_commands_start_without_loading_the_registry_client():
             "or m.startswith('ociext4.registry')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "nan", "inf", "-inf", "soon", ""])
+def test_durations_must_be_positive_and_finite(text):
+    with pytest.raises(argparse.ArgumentTypeError, match="a positive number of seconds"):
+        parse_seconds(text)
+    assert parse_seconds("0.5") == 0.5
+
+
+@pytest.mark.parametrize(("argv", "code"), [
+    (["pull", "r.example/a", "--timeout", "nan"], 2),
+    (["run", "--registry-timeout", "inf", "x.img"], 125),
+    (["run", "--timeout", "-1", "x.img"], 125),
+])
+def test_a_bad_duration_is_one_option_error(argv, code):
+    proc = subprocess.run([sys.executable, "-m", "ociext4_cli.main", *argv],
+                          capture_output=True, text=True)
+    assert proc.returncode == code
+    assert proc.stderr.startswith("ociext4: error: ") and proc.stderr.count("\n") == 1

@@ -6,6 +6,7 @@ included."""
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -34,6 +35,8 @@ def registry_options(cache: str | os.PathLike[str] | None = None, *,
     [REGISTRY=]HOST` give them, merged with the mirrors of the config file
     (`config`, else config_path(cache)); mirrors given here are tried before
     the file's."""
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
     extra: dict[str, Callable[[str, str], credentials.Credentials | None]] = {}
     if creds is not None:
         extra["credentials"] = credentials.fixed(creds)
