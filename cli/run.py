@@ -45,14 +45,14 @@ class _RunParser(argparse.ArgumentParser):
         return ns, extras
 
 
-def add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_run(sub: argparse._SubParsersAction, help: str) -> None:  # type: ignore[type-arg]
     # argparse makes every subparser of one class; only run's errors are
     # docker run's 125, so the class is swapped for this one parser.
     parser_class = sub._parser_class
     sub._parser_class = _RunParser
     try:
         p = sub.add_parser(
-            "run", help="boot an image in a VM and run a command in it", add_help=False,
+            "run", help=help, add_help=False,
             description="Boot IMAGE in QEMU with the host's kernel and run its entrypoint, "
                         "or CMD, in it. IMAGE is an ext4 file made by `ociext4 unpack` (its "
                         "config is read from IMAGE.json beside it), oci:DIR[:TAG|@DIGEST], "
