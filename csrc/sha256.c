@@ -61,6 +61,15 @@ static void compress_portable(uint32_t st[8], const uint8_t *data, size_t n)
     }
 }
 
+static void compress2_portable(uint32_t a[8], uint32_t b[8], const uint8_t *da,
+                               const uint8_t *db, size_t n)
+{
+    compress_portable(a, da, n);
+    compress_portable(b, db, n);
+}
+
+static const oe_sha256_impl portable = {compress_portable, compress2_portable};
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define OE_SHANI 1
 #include <cpuid.h>
@@ -68,14 +77,15 @@ static void compress_portable(uint32_t st[8], const uint8_t *data, size_t n)
 
 #define SHANI_TARGET __attribute__((target("sha,ssse3,sse4.1")))
 
-/* Four rounds: the message words plus their constants, two rounds from the
- * low half and two from the high.  Each sha256rnds2 turns (CDGH, ABEF) into
- * the next ABEF, and the old ABEF is then the next CDGH: so the two
- * registers swap roles between the halves and are back in place after. */
-#define QROUND(m, i) do { \
-        wk = _mm_add_epi32((m), _mm_loadu_si128((const __m128i *)&K[4 * (i)])); \
-        cdgh = _mm_sha256rnds2_epu32(cdgh, abef, wk); \
-        abef = _mm_sha256rnds2_epu32(abef, cdgh, _mm_shuffle_epi32(wk, 0x0E)); \
+/* Four rounds of one stream: its message words plus their constants, two
+ * rounds from the low half and two from the high.  Each sha256rnds2 turns
+ * (CDGH, ABEF) into the next ABEF, and the old ABEF is then the next CDGH:
+ * so the two registers swap roles between the halves and are back in place
+ * after. */
+#define QROUND(abef, cdgh, wk, m, i) do { \
+        (wk) = _mm_add_epi32((m), _mm_loadu_si128((const __m128i *)&K[4 * (i)])); \
+        (cdgh) = _mm_sha256rnds2_epu32((cdgh), (abef), (wk)); \
+        (abef) = _mm_sha256rnds2_epu32((abef), (cdgh), _mm_shuffle_epi32((wk), 0x0E)); \
     } while (0)
 
 /* The next four schedule words into m0, from the sixteen before them in
@@ -84,47 +94,104 @@ static void compress_portable(uint32_t st[8], const uint8_t *data, size_t n)
     (m0) = _mm_sha256msg2_epu32( \
         _mm_add_epi32(_mm_sha256msg1_epu32((m0), (m1)), _mm_alignr_epi8((m3), (m2), 4)), (m3))
 
+/* Words are big-endian in the message: swap the bytes of each. */
+#define LOAD(p, k) _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)((p) + 16 * (k))), \
+                                    _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL))
+
+/* The instructions keep the state as ABEF and CDGH, A and C highest. */
+SHANI_TARGET static void to_abef(const uint32_t st[8], __m128i *abef, __m128i *cdgh)
+{
+    __m128i t = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&st[0]), 0xB1);  /* B A D C */
+    __m128i u = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&st[4]), 0x1B);  /* H G F E */
+    *abef = _mm_alignr_epi8(t, u, 8);                                                /* F E B A */
+    *cdgh = _mm_blend_epi16(u, t, 0xF0);                                             /* H G D C */
+}
+
+SHANI_TARGET static void from_abef(uint32_t st[8], __m128i abef, __m128i cdgh)
+{
+    __m128i t = _mm_shuffle_epi32(abef, 0x1B);                                  /* A B E F */
+    __m128i u = _mm_shuffle_epi32(cdgh, 0xB1);                                  /* G H C D */
+    _mm_storeu_si128((__m128i *)&st[0], _mm_blend_epi16(t, u, 0xF0));           /* A B C D */
+    _mm_storeu_si128((__m128i *)&st[4], _mm_alignr_epi8(u, t, 8));              /* E F G H */
+}
+
 SHANI_TARGET static void compress_shani(uint32_t st[8], const uint8_t *data, size_t n)
 {
-    /* Words are big-endian in the message: swap the bytes of each. */
-    const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
-    __m128i abef, cdgh, t, wk, m0, m1, m2, m3, abef0, cdgh0;
+    __m128i abef, cdgh, wk, m0, m1, m2, m3, abef0, cdgh0;
     int i;
 
-    /* The instructions keep the state as ABEF and CDGH, A and C highest. */
-    t = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&st[0]), 0xB1);     /* B A D C */
-    cdgh = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&st[4]), 0x1B);  /* H G F E */
-    abef = _mm_alignr_epi8(t, cdgh, 8);                                         /* F E B A */
-    cdgh = _mm_blend_epi16(cdgh, t, 0xF0);                                      /* H G D C */
+    to_abef(st, &abef, &cdgh);
     for (; n; n--, data += OE_SHA256_BLOCK) {
         abef0 = abef;
         cdgh0 = cdgh;
-        m0 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(data + 0)), bswap);
-        m1 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(data + 16)), bswap);
-        m2 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(data + 32)), bswap);
-        m3 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(data + 48)), bswap);
-        QROUND(m0, 0);
-        QROUND(m1, 1);
-        QROUND(m2, 2);
-        QROUND(m3, 3);
+        m0 = LOAD(data, 0);
+        m1 = LOAD(data, 1);
+        m2 = LOAD(data, 2);
+        m3 = LOAD(data, 3);
+        QROUND(abef, cdgh, wk, m0, 0);
+        QROUND(abef, cdgh, wk, m1, 1);
+        QROUND(abef, cdgh, wk, m2, 2);
+        QROUND(abef, cdgh, wk, m3, 3);
         for (i = 4; i < 16; i += 4) {
             SCHEDULE(m0, m1, m2, m3);
-            QROUND(m0, i);
+            QROUND(abef, cdgh, wk, m0, i);
             SCHEDULE(m1, m2, m3, m0);
-            QROUND(m1, i + 1);
+            QROUND(abef, cdgh, wk, m1, i + 1);
             SCHEDULE(m2, m3, m0, m1);
-            QROUND(m2, i + 2);
+            QROUND(abef, cdgh, wk, m2, i + 2);
             SCHEDULE(m3, m0, m1, m2);
-            QROUND(m3, i + 3);
+            QROUND(abef, cdgh, wk, m3, i + 3);
         }
         abef = _mm_add_epi32(abef, abef0);
         cdgh = _mm_add_epi32(cdgh, cdgh0);
     }
-    t = _mm_shuffle_epi32(abef, 0x1B);                                  /* A B E F */
-    cdgh = _mm_shuffle_epi32(cdgh, 0xB1);                               /* G H C D */
-    _mm_storeu_si128((__m128i *)&st[0], _mm_blend_epi16(t, cdgh, 0xF0)); /* A B C D */
-    _mm_storeu_si128((__m128i *)&st[4], _mm_alignr_epi8(cdgh, t, 8));   /* E F G H */
+    from_abef(st, abef, cdgh);
 }
+
+/* The same rounds for two streams, statement by statement, so each one's
+ * instructions fill the other's latency. */
+SHANI_TARGET static void compress2_shani(uint32_t sa[8], uint32_t sb[8], const uint8_t *da,
+                                         const uint8_t *db, size_t n)
+{
+    __m128i abef_a, cdgh_a, wk_a, a0, a1, a2, a3, abef_a0, cdgh_a0;
+    __m128i abef_b, cdgh_b, wk_b, b0, b1, b2, b3, abef_b0, cdgh_b0;
+    int i;
+
+    to_abef(sa, &abef_a, &cdgh_a);
+    to_abef(sb, &abef_b, &cdgh_b);
+    for (; n; n--, da += OE_SHA256_BLOCK, db += OE_SHA256_BLOCK) {
+        abef_a0 = abef_a;
+        cdgh_a0 = cdgh_a;
+        abef_b0 = abef_b;
+        cdgh_b0 = cdgh_b;
+        a0 = LOAD(da, 0); b0 = LOAD(db, 0);
+        a1 = LOAD(da, 1); b1 = LOAD(db, 1);
+        a2 = LOAD(da, 2); b2 = LOAD(db, 2);
+        a3 = LOAD(da, 3); b3 = LOAD(db, 3);
+        QROUND(abef_a, cdgh_a, wk_a, a0, 0); QROUND(abef_b, cdgh_b, wk_b, b0, 0);
+        QROUND(abef_a, cdgh_a, wk_a, a1, 1); QROUND(abef_b, cdgh_b, wk_b, b1, 1);
+        QROUND(abef_a, cdgh_a, wk_a, a2, 2); QROUND(abef_b, cdgh_b, wk_b, b2, 2);
+        QROUND(abef_a, cdgh_a, wk_a, a3, 3); QROUND(abef_b, cdgh_b, wk_b, b3, 3);
+        for (i = 4; i < 16; i += 4) {
+            SCHEDULE(a0, a1, a2, a3); SCHEDULE(b0, b1, b2, b3);
+            QROUND(abef_a, cdgh_a, wk_a, a0, i); QROUND(abef_b, cdgh_b, wk_b, b0, i);
+            SCHEDULE(a1, a2, a3, a0); SCHEDULE(b1, b2, b3, b0);
+            QROUND(abef_a, cdgh_a, wk_a, a1, i + 1); QROUND(abef_b, cdgh_b, wk_b, b1, i + 1);
+            SCHEDULE(a2, a3, a0, a1); SCHEDULE(b2, b3, b0, b1);
+            QROUND(abef_a, cdgh_a, wk_a, a2, i + 2); QROUND(abef_b, cdgh_b, wk_b, b2, i + 2);
+            SCHEDULE(a3, a0, a1, a2); SCHEDULE(b3, b0, b1, b2);
+            QROUND(abef_a, cdgh_a, wk_a, a3, i + 3); QROUND(abef_b, cdgh_b, wk_b, b3, i + 3);
+        }
+        abef_a = _mm_add_epi32(abef_a, abef_a0);
+        cdgh_a = _mm_add_epi32(cdgh_a, cdgh_a0);
+        abef_b = _mm_add_epi32(abef_b, abef_b0);
+        cdgh_b = _mm_add_epi32(cdgh_b, cdgh_b0);
+    }
+    from_abef(sa, abef_a, cdgh_a);
+    from_abef(sb, abef_b, cdgh_b);
+}
+
+static const oe_sha256_impl shani = {compress_shani, compress2_shani};
 
 static int have_shani(void)
 {
@@ -139,23 +206,35 @@ static int have_shani(void)
 }
 #endif
 
-oe_sha256_compress oe_sha256_pick(int impl)
+const oe_sha256_impl *oe_sha256_pick(int which)
 {
 #ifdef OE_SHANI
-    if ((impl == OE_SHA256_AUTO || impl == OE_SHA256_SHANI) && have_shani())
-        return compress_shani;
+    if ((which == OE_SHA256_AUTO || which == OE_SHA256_SHANI) && have_shani())
+        return &shani;
 #endif
-    if (impl == OE_SHA256_AUTO || impl == OE_SHA256_PORTABLE)
-        return compress_portable;
+    if (which == OE_SHA256_AUTO || which == OE_SHA256_PORTABLE)
+        return &portable;
     return NULL;
 }
 
-void oe_sha256_init(oe_sha256 *s, oe_sha256_compress compress)
+void oe_sha256_init(oe_sha256 *s, const oe_sha256_impl *impl)
 {
     memcpy(s->state, H0, sizeof s->state);
     s->total = 0;
     s->fill = 0;
-    s->compress = compress;
+    s->impl = impl;
+}
+
+/* Takes up to a block's missing bytes into pending; 1 when it is full. */
+static size_t top_up(oe_sha256 *s, const uint8_t *p, size_t len)
+{
+    size_t take = OE_SHA256_BLOCK - s->fill;
+    if (take > len)
+        take = len;
+    memcpy(s->pending + s->fill, p, take);
+    s->fill += (uint32_t)take;
+    s->total += take;
+    return take;
 }
 
 void oe_sha256_update(oe_sha256 *s, const void *data, size_t len)
@@ -163,46 +242,85 @@ void oe_sha256_update(oe_sha256 *s, const void *data, size_t len)
     const uint8_t *p = data;
     size_t whole;
 
-    s->total += len;
     if (s->fill) {
-        size_t take = OE_SHA256_BLOCK - s->fill;
-        if (take > len)
-            take = len;
-        memcpy(s->pending + s->fill, p, take);
-        s->fill += (uint32_t)take;
-        p += take;
-        len -= take;
+        size_t took = top_up(s, p, len);
+        p += took;
+        len -= took;
         if (s->fill < OE_SHA256_BLOCK)
             return;
-        s->compress(s->state, s->pending, 1);
+        s->impl->compress(s->state, s->pending, 1);
         s->fill = 0;
     }
     whole = len / OE_SHA256_BLOCK;
     if (whole)
-        s->compress(s->state, p, whole);
+        s->impl->compress(s->state, p, whole);
+    s->total += whole * OE_SHA256_BLOCK;
     p += whole * OE_SHA256_BLOCK;
     len -= whole * OE_SHA256_BLOCK;
-    memcpy(s->pending, p, len);
-    s->fill = (uint32_t)len;
+    top_up(s, p, len);
+}
+
+/* FIPS 180-4 5.1.1: a one bit, zeros, and the length in bits, to a multiple
+ * of 512 bits.  The last one or two blocks into tail; how many. */
+static size_t pad(const oe_sha256 *s, uint8_t tail[2 * OE_SHA256_BLOCK])
+{
+    uint64_t bits = s->total * 8;
+    size_t n = s->fill + 1 + 8 > OE_SHA256_BLOCK ? 2 : 1;
+
+    memcpy(tail, s->pending, s->fill);
+    tail[s->fill] = 0x80;
+    memset(tail + s->fill + 1, 0, n * OE_SHA256_BLOCK - 8 - s->fill - 1);
+    store_be32(tail + n * OE_SHA256_BLOCK - 8, (uint32_t)(bits >> 32));
+    store_be32(tail + n * OE_SHA256_BLOCK - 4, (uint32_t)bits);
+    return n;
+}
+
+static void digest_of(const uint32_t state[8], uint8_t out[OE_SHA256_DIGEST])
+{
+    for (int i = 0; i < 8; i++)
+        store_be32(out + 4 * i, state[i]);
 }
 
 void oe_sha256_final(oe_sha256 *s, uint8_t out[OE_SHA256_DIGEST])
 {
-    uint64_t bits = s->total * 8;
-    int i;
+    uint8_t tail[2 * OE_SHA256_BLOCK];
 
-    /* FIPS 180-4 5.1.1: a one bit, zeros, and the length in bits, to a
-     * multiple of 512 bits. */
-    s->pending[s->fill++] = 0x80;
-    if (s->fill > OE_SHA256_BLOCK - 8) {
-        memset(s->pending + s->fill, 0, OE_SHA256_BLOCK - s->fill);
-        s->compress(s->state, s->pending, 1);
-        s->fill = 0;
+    s->impl->compress(s->state, tail, pad(s, tail));
+    digest_of(s->state, out);
+}
+
+void oe_sha256_pair(const oe_sha256 *prefix, const uint8_t *a, const uint8_t *b, size_t len,
+                    uint8_t out_a[OE_SHA256_DIGEST], uint8_t out_b[OE_SHA256_DIGEST])
+{
+    oe_sha256 sa = *prefix, sb = *prefix;
+    uint8_t tail_a[2 * OE_SHA256_BLOCK], tail_b[2 * OE_SHA256_BLOCK];
+    size_t whole, n;
+
+    /* Both hold the same number of bytes throughout, so they fill, empty
+     * and pad in step. */
+    if (sa.fill) {
+        size_t took = top_up(&sa, a, len);
+        top_up(&sb, b, len);
+        a += took;
+        b += took;
+        len -= took;
+        if (sa.fill == OE_SHA256_BLOCK) {
+            sa.impl->compress2(sa.state, sb.state, sa.pending, sb.pending, 1);
+            sa.fill = sb.fill = 0;
+        }
     }
-    memset(s->pending + s->fill, 0, OE_SHA256_BLOCK - 8 - s->fill);
-    store_be32(s->pending + 56, (uint32_t)(bits >> 32));
-    store_be32(s->pending + 60, (uint32_t)bits);
-    s->compress(s->state, s->pending, 1);
-    for (i = 0; i < 8; i++)
-        store_be32(out + 4 * i, s->state[i]);
+    whole = sa.fill ? 0 : len / OE_SHA256_BLOCK;
+    if (whole)
+        sa.impl->compress2(sa.state, sb.state, a, b, whole);
+    sa.total += whole * OE_SHA256_BLOCK;
+    sb.total += whole * OE_SHA256_BLOCK;
+    if (!sa.fill) {
+        top_up(&sa, a + whole * OE_SHA256_BLOCK, len - whole * OE_SHA256_BLOCK);
+        top_up(&sb, b + whole * OE_SHA256_BLOCK, len - whole * OE_SHA256_BLOCK);
+    }
+    n = pad(&sa, tail_a);
+    pad(&sb, tail_b);
+    sa.impl->compress2(sa.state, sb.state, tail_a, tail_b, n);
+    digest_of(sa.state, out_a);
+    digest_of(sb.state, out_b);
 }

@@ -58,7 +58,7 @@ void oe_verity_free(struct oe_verity *v)
 int oe_verity_begin(oe_writer *w, int salt_known, const uint8_t *salt, uint32_t salt_len)
 {
     oe_verity *v;
-    oe_sha256_compress compress = oe_sha256_pick(OE_SHA256_AUTO);
+    const oe_sha256_impl *impl = oe_sha256_pick(OE_SHA256_AUTO);
 
     if (w->verity)
         return oe_fail(w, "verity is already on");
@@ -80,7 +80,7 @@ int oe_verity_begin(oe_writer *w, int salt_known, const uint8_t *salt, uint32_t 
         return oe_fail_errno(w, e, "reserving memory for the verity hashes");
     }
     v->salt_known = salt_known;
-    oe_sha256_init(&v->salted, compress);
+    oe_sha256_init(&v->salted, impl);
     if (salt_known) {
         memcpy(v->salt, salt, salt_len);
         v->salt_len = salt_len;
@@ -95,6 +95,19 @@ static void set_state(oe_verity *v, uint64_t blk, uint8_t state)
     /* Past the capacity nothing is recorded: such a block is read back. */
     if (blk < v->blocks)
         v->state[blk] = state;
+}
+
+/* The salted hashes of `n` consecutive blocks, two at a time. */
+static void hash_blocks(const oe_sha256 *salted, const uint8_t *data, uint64_t n, uint8_t *out)
+{
+    for (; n >= 2; n -= 2, data += 2 * OE_BLOCK_SIZE, out += 2 * OE_SHA256_DIGEST)
+        oe_sha256_pair(salted, data, data + OE_BLOCK_SIZE, OE_BLOCK_SIZE,
+                       out, out + OE_SHA256_DIGEST);
+    if (n) {
+        oe_sha256 s = *salted;
+        oe_sha256_update(&s, data, OE_BLOCK_SIZE);
+        oe_sha256_final(&s, out);
+    }
 }
 
 void oe_verity_wrote(oe_writer *w, const uint8_t *data, uint64_t len, uint64_t off)
@@ -112,15 +125,18 @@ void oe_verity_wrote(oe_writer *w, const uint8_t *data, uint64_t len, uint64_t o
         data += skip;
         len -= skip;
     }
-    for (; len >= OE_BLOCK_SIZE; len -= OE_BLOCK_SIZE, data += OE_BLOCK_SIZE, blk++) {
-        if (!v->salt_known || blk >= v->blocks) {
+    if (!v->salt_known) {
+        for (; len >= OE_BLOCK_SIZE; len -= OE_BLOCK_SIZE, blk++)
             set_state(v, blk, READ_BACK);
-            continue;
-        }
-        oe_sha256 s = v->salted;
-        oe_sha256_update(&s, data, OE_BLOCK_SIZE);
-        oe_sha256_final(&s, v->hashes + blk * OE_SHA256_DIGEST);
-        v->state[blk] = HASHED;
+    } else {
+        uint64_t whole = len / OE_BLOCK_SIZE, room = blk < v->blocks ? v->blocks - blk : 0;
+        uint64_t n = whole < room ? whole : room;
+        hash_blocks(&v->salted, data, n, v->hashes + blk * OE_SHA256_DIGEST);
+        memset(v->state + blk, HASHED, (size_t)n);
+        for (uint64_t b = blk + n; b < blk + whole; b++)
+            set_state(v, b, READ_BACK);
+        blk += whole;
+        len -= whole * OE_BLOCK_SIZE;
     }
     if (len)
         set_state(v, blk, READ_BACK);
@@ -184,13 +200,6 @@ static int pread_all(int fd, uint8_t *buf, uint64_t len, uint64_t off)
     return 0;
 }
 
-static void hash_block(const oe_sha256 *salted, const uint8_t *block, uint8_t *out)
-{
-    oe_sha256 s = *salted;
-    oe_sha256_update(&s, block, OE_BLOCK_SIZE);
-    oe_sha256_final(&s, out);
-}
-
 int oe_verity_leaves(const oe_writer *w, const uint8_t *salt, uint32_t salt_len,
                      uint64_t first, uint64_t count, uint8_t *out)
 {
@@ -203,12 +212,12 @@ int oe_verity_leaves(const oe_writer *w, const uint8_t *salt, uint32_t salt_len,
     if (!v || end < first)
         return EINVAL;
     same = same_salt(v, salt, salt_len);
-    oe_sha256_init(&salted, v->salted.compress);
+    oe_sha256_init(&salted, v->salted.impl);
     oe_sha256_update(&salted, salt, salt_len);
     buf = calloc(READ_BLOCKS, OE_BLOCK_SIZE);
     if (!buf)
         return ENOMEM;
-    hash_block(&salted, buf, zero_hash);
+    hash_blocks(&salted, buf, 1, zero_hash);
     while (b < end) {
         uint64_t run = 0;
         if (!must_read(v, same, b)) {
@@ -222,23 +231,43 @@ int oe_verity_leaves(const oe_writer *w, const uint8_t *salt, uint32_t salt_len,
             run++;
         if ((rc = pread_all(w->fd, buf, run * OE_BLOCK_SIZE, b * OE_BLOCK_SIZE)))
             break;
-        for (uint64_t i = 0; i < run; i++, out += OE_SHA256_DIGEST)
-            hash_block(&salted, buf + i * OE_BLOCK_SIZE, out);
+        hash_blocks(&salted, buf, run, out);
+        out += run * OE_SHA256_DIGEST;
         b += run;
     }
     free(buf);
     return rc;
 }
 
+int oe_write_at(oe_writer *w, const uint8_t *data, uint64_t len, uint64_t off)
+{
+    return oe_pwrite_all(w, data, len, off);
+}
+
 int oe_sha256_digest(int impl, const uint8_t *data, uint64_t len, uint8_t *out)
 {
-    oe_sha256_compress compress = oe_sha256_pick(impl);
+    const oe_sha256_impl *chosen = oe_sha256_pick(impl);
     oe_sha256 s;
 
-    if (!compress)
+    if (!chosen)
         return -1;
-    oe_sha256_init(&s, compress);
+    oe_sha256_init(&s, chosen);
     oe_sha256_update(&s, data, (size_t)len);
     oe_sha256_final(&s, out);
+    return 0;
+}
+
+int oe_sha256_digest_pair(int impl, const uint8_t *prefix, uint64_t prefix_len,
+                          const uint8_t *a, const uint8_t *b, uint64_t len,
+                          uint8_t *out_a, uint8_t *out_b)
+{
+    const oe_sha256_impl *chosen = oe_sha256_pick(impl);
+    oe_sha256 s;
+
+    if (!chosen)
+        return -1;
+    oe_sha256_init(&s, chosen);
+    oe_sha256_update(&s, prefix, (size_t)prefix_len);
+    oe_sha256_pair(&s, a, b, (size_t)len, out_a, out_b);
     return 0;
 }

@@ -27,9 +27,19 @@ int oe_verity_leaves(const oe_writer *w, const uint8_t *salt, uint32_t salt_len,
 uint64_t oe_verity_to_read(const oe_writer *w, const uint8_t *salt, uint32_t salt_len,
                            uint64_t first, uint64_t count);
 
+/* Writes `len` bytes at byte `off` of the image through the one path every
+ * byte of it takes (so through the hashing above), as the commit's
+ * metadata writes do: for tests.  0, or -1 with oe_error() set. */
+int oe_write_at(oe_writer *w, const uint8_t *data, uint64_t len, uint64_t off);
+
 /* SHA-256 of `len` bytes with one implementation (0 the fastest this CPU
  * has, 1 portable C, 2 x86 SHA extensions) into out[32], for tests and
  * benchmarks; -1 when this CPU lacks that implementation. */
 int oe_sha256_digest(int impl, const uint8_t *data, uint64_t len, uint8_t *out);
+/* The two digests of prefix || a and prefix || b (`len` bytes each), hashed
+ * in step as the writer hashes two blocks at once. */
+int oe_sha256_digest_pair(int impl, const uint8_t *prefix, uint64_t prefix_len,
+                          const uint8_t *a, const uint8_t *b, uint64_t len,
+                          uint8_t *out_a, uint8_t *out_b);
 
 #endif
