@@ -377,7 +377,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if ok else 1
 
     print(f"layout: {layout} ({len(blobs)} layers, {gz_bytes / 2**20:.0f} MiB gzip, "
-          f"{inflated / 2**20:.0f} MiB tar; rootfs {entries} entries), {args.repeat} runs, "
+          f"{inflated / 2**20:.0f} MiB tar"
+          f"{f'; rootfs {entries} entries' if entries else ''}), {args.repeat} runs, "
           f"{'fsync' if not args.no_fsync else 'no fsync'} for ociext4, "
           f"checkout {report['commit']}")
     hdr = (f"{'step':<24} {'median s':>9} {'min s':>8} {'max s':>8} {'user s':>7} {'sys s':>6} "
