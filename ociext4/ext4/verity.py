@@ -110,7 +110,7 @@ def tree_bytes(data_blocks: int) -> int:
 
 
 def leaves(writer: object, data_blocks: int, salt: bytes, name: str = "the image"
-           ) -> tuple[bytes, int]:
+           ) -> tuple[bytearray, int]:
     """Level 0: the hash of every data block, in order, from the C writer
     (`Ext4Writer.handle`), which hashed each whole block as it wrote it
     (csrc/verity.c); the few it could not (written in part, copied inside
@@ -138,21 +138,23 @@ def leaves(writer: object, data_blocks: int, salt: bytes, name: str = "the image
         if code:
             raise ImageError(f"{name}: reading the image back for its dm-verity hash tree: "
                              f"{os.strerror(code)}", code)
-    return bytes(out), int(read)
+    return out, int(read)
 
 
-def _hash_blocks(hashes: bytes, salt: bytes) -> tuple[bytes, bytes]:
-    """The hash blocks `hashes` fill (the last one zero-padded) and the
-    hashes of those blocks, for the level above."""
-    padded = hashes + bytes(-len(hashes) % BLOCK)
+def _hash_blocks(hashes: bytes | bytearray, salt: bytes) -> bytes:
+    """The hashes of the hash blocks `hashes` fills (the last one padded
+    with zeros), for the level above."""
     base = hashlib.sha256(salt)
     above = bytearray()
-    view = memoryview(padded)
-    for i in range(0, len(padded), BLOCK):
+    view = memoryview(hashes)
+    for i in range(0, len(view), BLOCK):
         h = base.copy()
-        h.update(view[i:i + BLOCK])
+        piece = view[i:i + BLOCK]
+        h.update(piece)
+        if len(piece) < BLOCK:
+            h.update(bytes(BLOCK - len(piece)))
         above += h.digest()
-    return padded, bytes(above)
+    return bytes(above)
 
 
 def superblock(data_blocks: int, salt: bytes, uuid: uuidlib.UUID) -> bytes:
@@ -161,8 +163,8 @@ def superblock(data_blocks: int, salt: bytes, uuid: uuidlib.UUID) -> bytes:
     return sb + bytes(BLOCK - len(sb))
 
 
-def append(fd: int, data_blocks: int, salt: bytes, uuid: uuidlib.UUID, leaves: bytes,
-           name: str = "the image") -> VerityInfo:
+def append(fd: int, data_blocks: int, salt: bytes, uuid: uuidlib.UUID,
+           leaves: bytes | bytearray, name: str = "the image") -> VerityInfo:
     """Builds the tree over `leaves`, the hashes of the first `data_blocks`
     blocks of the image open at `fd` (see `leaves`), and writes the
     superblock and tree right after them; `name` is the image as errors
@@ -179,18 +181,21 @@ def append(fd: int, data_blocks: int, salt: bytes, uuid: uuidlib.UUID, leaves: b
 
 
 def _append(fd: int, data_blocks: int, salt: bytes, uuid: uuidlib.UUID,
-            hashes: bytes) -> VerityInfo:
-    levels: list[bytes] = []
+            hashes: bytes | bytearray) -> VerityInfo:
+    levels: list[bytes | bytearray] = []
     while len(hashes) > DIGEST:
-        blocks, hashes = _hash_blocks(hashes, salt)
-        levels.append(blocks)
+        levels.append(hashes)
+        hashes = _hash_blocks(hashes, salt)
     root = hashes   # the hash of the top block (or of the only data block)
     offset = data_blocks * BLOCK
     os.pwrite(fd, superblock(data_blocks, salt, uuid), offset)
     pos = offset + BLOCK
-    for blocks in reversed(levels):
-        os.pwrite(fd, blocks, pos)
-        pos += len(blocks)
+    for level in reversed(levels):
+        pad = -len(level) % BLOCK   # each level fills whole blocks
+        os.pwrite(fd, level, pos)
+        if pad:
+            os.pwrite(fd, bytes(pad), pos + len(level))
+        pos += len(level) + pad
     return VerityInfo(root.hex(), salt.hex(), offset, data_blocks)
 
 
