@@ -242,6 +242,8 @@ void oe_sha256_update(oe_sha256 *s, const void *data, size_t len)
     const uint8_t *p = data;
     size_t whole;
 
+    if (!len)
+        return;
     if (s->fill) {
         size_t took = top_up(s, p, len);
         p += took;

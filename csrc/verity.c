@@ -81,7 +81,7 @@ int oe_verity_begin(oe_writer *w, int salt_known, const uint8_t *salt, uint32_t 
     }
     v->salt_known = salt_known;
     oe_sha256_init(&v->salted, impl);
-    if (salt_known) {
+    if (salt_known && salt_len) {
         memcpy(v->salt, salt, salt_len);
         v->salt_len = salt_len;
         oe_sha256_update(&v->salted, salt, salt_len);
@@ -131,8 +131,10 @@ void oe_verity_wrote(oe_writer *w, const uint8_t *data, uint64_t len, uint64_t o
     } else {
         uint64_t whole = len / OE_BLOCK_SIZE, room = blk < v->blocks ? v->blocks - blk : 0;
         uint64_t n = whole < room ? whole : room;
-        hash_blocks(&v->salted, data, n, v->hashes + blk * OE_SHA256_DIGEST);
-        memset(v->state + blk, HASHED, (size_t)n);
+        if (n) {
+            hash_blocks(&v->salted, data, n, v->hashes + blk * OE_SHA256_DIGEST);
+            memset(v->state + blk, HASHED, (size_t)n);
+        }
         for (uint64_t b = blk + n; b < blk + whole; b++)
             set_state(v, b, READ_BACK);
         blk += whole;
