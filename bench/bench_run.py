@@ -54,14 +54,23 @@ def timed(argv: list[str], cpu: list[float] | None = None, stdin: int | None = N
     return elapsed
 
 
+def _rate(mib: int, times: list[float], boot: float) -> float | None:
+    """MiB/s once the boot is taken off; None when no such run was made."""
+    if not times:
+        return None
+    return round(mib / max(statistics.median(times) - boot, 1e-3), 1)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--runs", type=int, default=11)
     ap.add_argument("--accel", default="tcg", choices=["tcg", "kvm", "auto"])
-    ap.add_argument("--bulk-runs", type=int, default=3)
+    ap.add_argument("--bulk-runs", type=int, default=3, help="0 skips the throughput runs")
     ap.add_argument("--mb", type=int, default=400, help="MiB per throughput run")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.runs < 1 or args.bulk_runs < 0 or args.mb < 1:
+        ap.error("--runs and --mb must be at least 1, --bulk-runs at least 0")
     ociext4 = shutil.which("ociext4")
     if ociext4 is None:
         raise SystemExit("bench: ociext4 is not on PATH (pip install -e .)")
@@ -77,7 +86,7 @@ def main() -> int:
         count = args.mb * 4   # blocks of 256 KiB
         out_run = [ociext4, "run", "--accel", args.accel, "--network", "none", f"oci:{layout}",
                    "--", "dd", "if=/dev/zero", "bs=256k", f"count={count}"]
-        out_s = statistics.median(timed(out_run) for _ in range(args.bulk_runs))
+        out_times = [timed(out_run) for _ in range(args.bulk_runs)]
         in_run = [ociext4, "run", "-i", "--accel", args.accel, "--network", "none",
                   f"oci:{layout}", "--", "dd", "of=/dev/null", "bs=256k"]
         in_times = []
@@ -88,7 +97,6 @@ def main() -> int:
             in_times.append(timed(in_run, stdin=feeder.stdout.fileno()))
             feeder.stdout.close()
             feeder.wait()
-        in_s = statistics.median(in_times)
         load = os.getloadavg()[0]
     result = {"accel": args.accel, "runs": args.runs, "first_run_s": round(first, 3),
               "median_s": round(statistics.median(times), 3),
@@ -96,8 +104,8 @@ def main() -> int:
               "cpu_median_s": round(statistics.median(cpu), 3),
               "cli_startup_median_s": round(startup, 3), "cpus": os.cpu_count(),
               "bulk_mib": args.mb,
-              "stdout_mib_s": round(args.mb / max(out_s - boot, 1e-3), 1),
-              "stdin_mib_s": round(args.mb / max(in_s - boot, 1e-3), 1),
+              "stdout_mib_s": _rate(args.mb, out_times, boot),
+              "stdin_mib_s": _rate(args.mb, in_times, boot),
               "load_average_1min": round(load, 2)}
     if args.json:
         print(json.dumps(result, indent=1))

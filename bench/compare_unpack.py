@@ -8,13 +8,17 @@ time.perf_counter:
   write   writing as many bytes as the layers inflate to into a file in the
           work dir (8 MiB writes, fsync unless --no-fsync): what the disk allows
   ociext4 ociext4 unpack oci:DIR:TAG IMG            (peak RSS from wait4)
+  verity  ociext4 unpack --verity oci:DIR:TAG IMG   (with --verity; before or after
+          the plain unpack, alternately, so drift hits both alike)
   umoci   umoci unpack --image DIR:TAG BUNDLE
   mkfs    mkfs.ext4 -q -F -d BUNDLE/rootfs IMG SIZE  (umoci+mkfs = the sum)
 --repeat times (default 3), the median is reported; both images are checked
-once with `e2fsck -fn`. Images and bundles live in a temp dir under --workdir
-that is removed at the end.
+once with `e2fsck -fn` (the --verity image also with `veritysetup verify`).
+Images and bundles live in a temp dir under --workdir that is removed at the
+end. --no-umoci leaves out umoci and mkfs.ext4 (a minute a run).
 
     python3 bench/compare_unpack.py [--repeat 3] [--layout DIR] [--no-fsync] [--json]
+                                    [--verity] [--no-umoci]
 """
 
 from __future__ import annotations
@@ -38,11 +42,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 from _common import fsck  # noqa: E402
 
-STEPS = ("floor", "write", "ociext4", "umoci", "mkfs", "umoci+mkfs")
+STEPS = ("floor", "write", "ociext4", "verity", "umoci", "mkfs", "umoci+mkfs")
 LABELS = {
     "floor": "ISA-L inflate (floor)",
     "write": "write as many bytes",
     "ociext4": "ociext4 unpack",
+    "verity": "ociext4 unpack --verity",
     "umoci": "umoci unpack",
     "mkfs": "mkfs.ext4 -d",
     "umoci+mkfs": "umoci + mkfs.ext4 -d",
@@ -55,6 +60,7 @@ INODE_RATIO = 16384
 TARGET_FLOOR_RATIO = 1.5
 TARGET_SPEEDUP = 15.0
 TARGET_RSS_MB = 300
+TARGET_VERITY_RATIO = 1.10     # what --verity may add to an unpack (issue 16)
 
 
 @dataclass
@@ -160,6 +166,25 @@ def run_measured(cmd: list[str]) -> tuple[float, os.struct_rusage]:
     return dt, usage
 
 
+def cpu_median(step: Step) -> float:
+    """Median user + system CPU seconds of a step's runs."""
+    return statistics.median(u + s for u, s in zip(step.cpu_user, step.cpu_sys, strict=True))
+
+
+def verity_check(img: Path) -> str:
+    """`veritysetup verify` with every parameter from the sidecar."""
+    if shutil.which("veritysetup") is None:
+        return "skipped (no veritysetup)"
+    v = json.loads(Path(f"{img}.json").read_text())["verity"]
+    proc = subprocess.run(
+        ["veritysetup", "verify", "--no-superblock",
+         "--hash-offset", str(v["hash_offset"] + v["hash_block_size"]),
+         "--data-blocks", str(v["data_blocks"]), "--salt", v["salt"],
+         "--hash", v["hash_algorithm"], str(img), str(img), v["root_hash"]],
+        capture_output=True, text=True)
+    return "pass" if proc.returncode == 0 else f"fail: {proc.stderr.strip()[-500:]}"
+
+
 def tree_size(root: Path) -> tuple[int, int]:
     """(entries, bytes allocated) of an unpacked tree, for mkfs.ext4's size."""
     entries = 0
@@ -198,16 +223,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-fsync", action="store_true",
                     help="pass --no-fsync to ociext4 (mkfs.ext4 fsyncs its image regardless)")
     ap.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    ap.add_argument("--verity", action="store_true",
+                    help="also time `ociext4 unpack --verity` (and check its tree)")
+    ap.add_argument("--no-umoci", action="store_true",
+                    help="leave out umoci unpack + mkfs.ext4 -d")
     args = ap.parse_args(argv)
     if args.repeat < 1:
         ap.error("--repeat must be at least 1")
     ociext4 = shutil.which("ociext4")
     if ociext4 is None:
         raise SystemExit("bench: ociext4 is not on PATH (pip install -e . from the repo root)")
-    for tool in ("umoci", "mkfs.ext4", "e2fsck"):
+    for tool in ("e2fsck",) if args.no_umoci else ("umoci", "mkfs.ext4", "e2fsck"):
         if shutil.which(tool) is None:
             raise SystemExit(f"bench: {tool} is not on PATH (apt-get install umoci e2fsprogs)")
-    if os.geteuid() != 0:
+    if os.geteuid() != 0 and not args.no_umoci:
         # Rootless umoci would need --rootless and map owners away; the
         # comparison is meant as root, as both tools write owners as they are.
         raise SystemExit("bench: run as root (umoci unpack keeps owners only as root)")
@@ -220,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = {s: Step(name=s, label=LABELS[s]) for s in STEPS}
     fsck_result: dict[str, str] = {}
     fsck_output: dict[str, str] = {}
+    verity_result = None
     inflated = 0
     mkfs_size_k = 0
     entries = 0
@@ -250,19 +280,27 @@ def main(argv: list[str] | None = None) -> int:
             steps["write"].record(time.perf_counter() - t0)
             log(f"{tag} write: {steps['write'].times[-1]:.2f} s")
 
-            img_ours.unlink(missing_ok=True)
-            img_ours.with_name(img_ours.name + ".json").unlink(missing_ok=True)
-            # Write-back of the previous run's files must not land in this timing.
-            os.sync()
-            cmd = [ociext4, "unpack", ref, str(img_ours)] + (["--no-fsync"] if args.no_fsync
-                                                             else [])
-            dt, usage = run_measured(cmd)
-            steps["ociext4"].record(dt, usage)
-            log(f"{tag} ociext4 unpack: {dt:.2f} s ({usage.ru_utime:.1f} s user, "
-                f"{usage.ru_stime:.1f} s sys), peak RSS {usage.ru_maxrss / 1024:.0f} MiB")
-            if rep == 0:
-                fsck_result["ociext4"], fsck_output["ociext4"] = fsck(img_ours)
-            img_ours.unlink(missing_ok=True)
+            kinds = ["ociext4", "verity"] if args.verity else ["ociext4"]
+            for kind in kinds if rep % 2 == 0 else kinds[::-1]:
+                img_ours.unlink(missing_ok=True)
+                img_ours.with_name(img_ours.name + ".json").unlink(missing_ok=True)
+                # Write-back of the previous run's files must not land in this timing.
+                os.sync()
+                cmd = [ociext4, "unpack", ref, str(img_ours)] + (
+                    ["--no-fsync"] if args.no_fsync else []) + (
+                    ["--verity"] if kind == "verity" else [])
+                dt, usage = run_measured(cmd)
+                steps[kind].record(dt, usage)
+                log(f"{tag} {LABELS[kind]}: {dt:.2f} s ({usage.ru_utime:.1f} s user, "
+                    f"{usage.ru_stime:.1f} s sys), peak RSS {usage.ru_maxrss / 1024:.0f} MiB")
+                if rep == 0:
+                    fsck_result[kind], fsck_output[kind] = fsck(img_ours)
+                if rep == 0 and kind == "verity":
+                    verity_result = verity_check(img_ours)
+                img_ours.unlink(missing_ok=True)
+                img_ours.with_name(img_ours.name + ".json").unlink(missing_ok=True)
+            if args.no_umoci:
+                continue
 
             shutil.rmtree(bundle, ignore_errors=True)
             img_mkfs.unlink(missing_ok=True)
@@ -289,13 +327,18 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     for s in steps.values():
-        s.median = statistics.median(s.times)
+        s.median = statistics.median(s.times) if s.times else None
     floor = steps["floor"].median or 0.0
     # Inflating and writing can overlap on two cores; neither can be skipped.
     io_floor = max(floor, steps["write"].median or 0.0)
     ours = steps["ociext4"].median or 0.0
     theirs = steps["umoci+mkfs"].median or 0.0
     rss = max(steps["ociext4"].peak_rss_bytes)
+    plain, verity = steps["ociext4"], steps["verity"]
+    verity_ratio = verity_cpu_ratio = None
+    if verity.median and plain.median:
+        verity_ratio = verity.median / plain.median
+        verity_cpu_ratio = cpu_median(verity) / cpu_median(plain)
     report = {
         "layout": str(layout),
         "layers": len(blobs),
@@ -308,13 +351,17 @@ def main(argv: list[str] | None = None) -> int:
         "steps": [asdict(s) for s in steps.values()],
         "ociext4_over_floor": ours / floor if floor else None,
         "ociext4_over_max_inflate_write": ours / io_floor if io_floor else None,
-        "umoci_mkfs_over_ociext4": theirs / ours if ours else None,
+        "umoci_mkfs_over_ociext4": theirs / ours if ours and theirs else None,
+        "verity_over_ociext4": verity_ratio,
+        "verity_over_ociext4_cpu": verity_cpu_ratio,
+        "veritysetup_verify": verity_result,
         "ociext4_peak_rss_bytes": rss,
         "e2fsck": fsck_result,
         "targets": {"ociext4_over_floor_max": TARGET_FLOOR_RATIO,
                     "umoci_mkfs_over_ociext4_min": TARGET_SPEEDUP,
-                    "peak_rss_mb_max": TARGET_RSS_MB},
-        "versions": {
+                    "peak_rss_mb_max": TARGET_RSS_MB,
+                    "verity_over_ociext4_max": TARGET_VERITY_RATIO},
+        "versions": {} if args.no_umoci else {
             "umoci": subprocess.run(["umoci", "--version"], capture_output=True,
                                     text=True).stdout.strip(),
             "mke2fs": subprocess.run(["mke2fs", "-V"], capture_output=True,
@@ -324,13 +371,14 @@ def main(argv: list[str] | None = None) -> int:
         "commit": subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
                                  capture_output=True, text=True).stdout.strip() or None,
     }
-    ok = all(v == "pass" for v in fsck_result.values())
+    ok = all(v == "pass" for v in fsck_result.values()) and verity_result in (None, "pass")
     if args.json:
         print(json.dumps(report, indent=1))
         return 0 if ok else 1
 
     print(f"layout: {layout} ({len(blobs)} layers, {gz_bytes / 2**20:.0f} MiB gzip, "
-          f"{inflated / 2**20:.0f} MiB tar; rootfs {entries} entries), {args.repeat} runs, "
+          f"{inflated / 2**20:.0f} MiB tar"
+          f"{f'; rootfs {entries} entries' if entries else ''}), {args.repeat} runs, "
           f"{'fsync' if not args.no_fsync else 'no fsync'} for ociext4, "
           f"checkout {report['commit']}")
     hdr = (f"{'step':<24} {'median s':>9} {'min s':>8} {'max s':>8} {'user s':>7} {'sys s':>6} "
@@ -338,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     print(hdr)
     print("-" * len(hdr))
     for s in steps.values():
+        if s.median is None:
+            continue
         peak = f"{max(s.peak_rss_bytes) / 2**20:.0f}" if s.peak_rss_bytes else "-"
         user = f"{statistics.median(s.cpu_user):.1f}" if s.cpu_user else "-"
         sys_ = f"{statistics.median(s.cpu_sys):.1f}" if s.cpu_sys else "-"
@@ -347,10 +397,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ociext4 / floor:           {report['ociext4_over_floor']:.2f}x "
           f"(target <= {TARGET_FLOOR_RATIO}x)")
     print(f"ociext4 / max(floor, write): {report['ociext4_over_max_inflate_write']:.2f}x")
-    print(f"(umoci + mkfs) / ociext4:  {report['umoci_mkfs_over_ociext4']:.1f}x "
-          f"(target >= {TARGET_SPEEDUP:.0f}x)")
+    if report["umoci_mkfs_over_ociext4"] is not None:
+        print(f"(umoci + mkfs) / ociext4:  {report['umoci_mkfs_over_ociext4']:.1f}x "
+              f"(target >= {TARGET_SPEEDUP:.0f}x)")
+    if verity_ratio is not None and verity_cpu_ratio is not None:
+        print(f"--verity / plain unpack:   {verity_ratio:.2f}x wall, {verity_cpu_ratio:.2f}x "
+              f"CPU (target <= {TARGET_VERITY_RATIO:.2f}x); veritysetup verify: "
+              f"{verity_result}")
     print(f"ociext4 peak RSS:          {rss / 2**20:.0f} MiB (target <= {TARGET_RSS_MB} MB)")
-    for name, label in (("ociext4", "ociext4 image"), ("mkfs", "mkfs.ext4 image")):
+    for name, label in (("ociext4", "ociext4 image"), ("verity", "--verity image"),
+                        ("mkfs", "mkfs.ext4 image")):
+        if name not in fsck_result:
+            continue
         print(f"e2fsck -fn {label + ':':<17} {fsck_result.get(name, '-')}")
     for name, out in fsck_output.items():
         if fsck_result.get(name) != "pass":

@@ -14,8 +14,8 @@ from ociext4.store import Store, tree_usage
 from .registryopts import add_cache_option, add_registry_options, options_from, store_from
 
 
-def add_cache(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("cache", help="list, free or check the cache",
+def add_cache(sub: argparse._SubParsersAction, help: str) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("cache", help=help,
                        description="The cache is an OCI image layout (images named by their "
                                    "full reference, host/repo:tag) beside the run cache of "
                                    "unpacked images, kernels and initramfs files.")

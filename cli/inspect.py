@@ -14,9 +14,9 @@ from ociext4.store import PullPolicy
 from .registryopts import add_platform_option, add_registry_options, registry_kwargs
 
 
-def add_inspect(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_inspect(sub: argparse._SubParsersAction, help: str) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
-        "inspect", help="show an image's digest, platform, layers and config",
+        "inspect", help=help,
         description="Resolve an image reference (a registry name, oci:DIR[:TAG|@DIGEST] or "
                     "docker-archive:FILE[:NAME:TAG|:@INDEX]) for a platform and print its "
                     "manifest digest (and the index's, if it came from one), platform, layers "

@@ -9,9 +9,9 @@ from pathlib import Path
 from ociext4.errors import AuthError
 
 
-def add_login(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_login(sub: argparse._SubParsersAction, help: str) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
-        "login", help="check and store credentials for a registry",
+        "login", help=help,
         description="Check the credentials against the registry, then store them as "
                     "`docker login` does: in $DOCKER_CONFIG/config.json or "
                     "~/.docker/config.json (or --authfile FILE), readable by you only.")
@@ -25,7 +25,10 @@ def add_login(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
                    help="allow plain http and unverified TLS for this registry")
     p.add_argument("--ca-cert", metavar="FILE", help="PEM bundle of CAs to trust")
     p.set_defaults(run=run_login)
-    out = sub.add_parser("logout", help="forget stored credentials for a registry")
+
+
+def add_logout(sub: argparse._SubParsersAction, help: str) -> None:  # type: ignore[type-arg]
+    out = sub.add_parser("logout", help=help)
     out.add_argument("host", nargs="?", default="docker.io",
                      help="registry host[:port] (default: docker.io)")
     out.add_argument("--authfile", metavar="FILE", help="the auth file to change instead")

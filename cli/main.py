@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import os
 import signal
 import sys
@@ -15,13 +16,20 @@ from ociext4 import __version__, tempfiles
 from ociext4.errors import Ociext4Error
 from ociext4.tuning import tune_allocator
 
-from .cache import add_cache
-from .inspect import add_inspect
-from .login import add_login
-from .mkfs import add_mkfs
-from .pull import add_pull
-from .run import add_run
-from .unpack import add_unpack
+# name: (module, the function that adds its parser, one line of help).  A
+# command's module loads the library parts it needs, so only the command
+# given is imported: `--version`, `--help` and a local unpack start without
+# the registry client or the runner.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "mkfs": ("mkfs", "add_mkfs", "make an ext4 image from a directory or a tar archive"),
+    "unpack": ("unpack", "add_unpack", "make an ext4 image from a container image"),
+    "pull": ("pull", "add_pull", "fetch an image from a registry into the cache"),
+    "inspect": ("inspect", "add_inspect", "show an image's digest, platform, layers and config"),
+    "cache": ("cache", "add_cache", "list, free or check the cache"),
+    "run": ("run", "add_run", "boot an image in a VM and run a command in it"),
+    "login": ("login", "add_login", "check and store credentials for a registry"),
+    "logout": ("login", "add_logout", "forget stored credentials for a registry"),
+}
 
 
 class Parser(argparse.ArgumentParser):
@@ -36,18 +44,20 @@ class Parser(argparse.ArgumentParser):
         self.exit(self.error_code, f"ociext4: error: {where}{message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser; given `argv`, only the command it names is built in
+    full (the others are listed for --help but never parsed)."""
     parser = Parser(
         prog="ociext4", description="Turn directories, tarballs and OCI images into ext4 images.")
     parser.add_argument("--version", action="version", version=f"ociext4 {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    add_mkfs(sub)
-    add_unpack(sub)
-    add_pull(sub)
-    add_inspect(sub)
-    add_cache(sub)
-    add_run(sub)
-    add_login(sub)
+    wanted = None if argv is None else next((a for a in argv if not a.startswith("-")), "")
+    for name, (module, adder, help) in COMMANDS.items():
+        if wanted is None or wanted == name:
+            add = getattr(importlib.import_module(f"{__package__}.{module}"), adder)
+            add(sub, help)
+        else:
+            sub.add_parser(name, help=help)
     return parser
 
 
@@ -63,8 +73,8 @@ def _on_signal(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
     started = time.perf_counter()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)

@@ -11,9 +11,9 @@ from .imageopts import add_image_options, image_kwargs
 from .limits import add_limit_options, limits_from
 
 
-def add_mkfs(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_mkfs(sub: argparse._SubParsersAction, help: str) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
-        "mkfs", help="make an ext4 image from a directory or a tar archive",
+        "mkfs", help=help,
         description="Make an ext4 image from a directory or a tar archive "
                     "(plain, gzip or zstd; '-' reads standard input).")
     p.add_argument("source", help="directory, tar archive, or - for standard input")

@@ -20,9 +20,9 @@ from .registryopts import (
 )
 
 
-def add_pull(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_pull(sub: argparse._SubParsersAction, help: str) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
-        "pull", help="fetch an image from a registry into the cache",
+        "pull", help=help,
         description="Fetch an image's manifest, config and layers into the cache (an OCI "
                     "image layout), verifying every blob; what is cached already costs no "
                     "download. Prints oci:CACHE@DIGEST, which unpack, umoci and skopeo read.")

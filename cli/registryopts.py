@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ociext4.model import Platform, PlatformSyntaxError
 from ociext4.reference import parse_local
 from ociext4.store import PullPolicy, Store, default_root
+
+from .units import parse_seconds
 
 if TYPE_CHECKING:
     from ociext4.registry import Options
@@ -43,7 +44,7 @@ def add_registry_options(p: argparse.ArgumentParser, timeout_flag: str = "--time
                         "registries may use http without it); repeatable")
     p.add_argument("--ca-cert", metavar="FILE",
                    help="PEM bundle of CAs to trust for registries with a private CA")
-    p.add_argument(timeout_flag, dest="registry_timeout", type=float, default=60.0,
+    p.add_argument(timeout_flag, dest="registry_timeout", type=parse_seconds, default=60.0,
                    metavar="SECONDS",
                    help="give up on a registry that sends nothing for this long, after a "
                         "second try (default: 60)")
@@ -69,30 +70,16 @@ def add_registry_options(p: argparse.ArgumentParser, timeout_flag: str = "--time
 def options_from(args: argparse.Namespace) -> Options:
     # The registry client (httpx) takes a third of the CLI's start-up: only
     # commands that talk to a registry load it.
-    from ociext4.registry import Options, credentials
+    from ociext4.registry.config import registry_options
 
-    extra: dict[str, Any] = {}
-    if args.creds:
-        user_pass = args.creds
-        if ":" not in user_pass and sys.stdin.isatty():
-            import getpass
+    creds = args.creds
+    if creds and ":" not in creds and sys.stdin.isatty():
+        import getpass
 
-            user_pass += ":" + getpass.getpass(f"password for {user_pass}: ")
-        extra["credentials"] = credentials.fixed(user_pass)
-    elif args.authfile:
-        extra["credentials"] = credentials.from_file(args.authfile)
-    from ociext4.registry.client import mirror_table, read_mirrors
-
-    config = os.environ.get("OCIEXT4_CONFIG") or default_root(args.cache) / "config.json"
-    mirrors, plain = read_mirrors(Path(config))
-    given, plain_given = mirror_table([
-        (m.split("=", 1)[0], m.split("=", 1)[1]) if "=" in m else ("docker.io", m)
-        for m in args.registry_mirror])
-    for registry, hosts in given.items():  # the command line's first
-        mirrors[registry] = (*hosts, *mirrors.get(registry, ()))
-    return Options(insecure=frozenset(args.insecure) | plain | plain_given,
-                   ca_cert=args.ca_cert, timeout=args.registry_timeout, pull=args.pull,
-                   warn=_warn, mirrors=mirrors, **extra)
+        creds += ":" + getpass.getpass(f"password for {creds}: ")
+    return registry_options(args.cache, insecure=args.insecure, ca_cert=args.ca_cert,
+                            timeout=args.registry_timeout, pull=args.pull, creds=creds or None,
+                            authfile=args.authfile, mirrors=args.registry_mirror, warn=_warn)
 
 
 def _warn(text: str) -> None:

@@ -26,6 +26,7 @@ from ociext4.vm.runner import EXIT_VM, run_vm
 from ociext4.vm.spec import DEFAULT_STOP_TIMEOUT, MIN_MEMORY_MIB, RunSpec
 
 from .registryopts import add_platform_option, add_registry_options, registry_kwargs
+from .units import parse_seconds
 
 
 class _RunParser(argparse.ArgumentParser):
@@ -44,14 +45,14 @@ class _RunParser(argparse.ArgumentParser):
         return ns, extras
 
 
-def add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_run(sub: argparse._SubParsersAction, help: str) -> None:  # type: ignore[type-arg]
     # argparse makes every subparser of one class; only run's errors are
     # docker run's 125, so the class is swapped for this one parser.
     parser_class = sub._parser_class
     sub._parser_class = _RunParser
     try:
         p = sub.add_parser(
-            "run", help="boot an image in a VM and run a command in it", add_help=False,
+            "run", help=help, add_help=False,
             description="Boot IMAGE in QEMU with the host's kernel and run its entrypoint, "
                         "or CMD, in it. IMAGE is an ext4 file made by `ociext4 unpack` (its "
                         "config is read from IMAGE.json beside it), oci:DIR[:TAG|@DIGEST], "
@@ -109,9 +110,9 @@ def add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="guest CPUs (default 1; more than the host has are capped)")
     p.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto",
                    help="KVM or TCG; auto uses KVM only where a probe boot proves it works")
-    p.add_argument("--timeout", type=_seconds, metavar="SECONDS",
+    p.add_argument("--timeout", type=parse_seconds, metavar="SECONDS",
                    help="stop the VM after this long (exit 125)")
-    p.add_argument("--stop-timeout", type=_seconds, default=DEFAULT_STOP_TIMEOUT,
+    p.add_argument("--stop-timeout", type=parse_seconds, default=DEFAULT_STOP_TIMEOUT,
                    metavar="SECONDS",
                    help="after SIGINT or SIGTERM reaches the command, kill the VM if it is "
                         "still running this much later (default 10)")
@@ -121,16 +122,6 @@ def add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_platform_option(p, "os/arch[/variant] for image references (default: the host's)")
     add_registry_options(p, timeout_flag="--registry-timeout")
     p.set_defaults(run=run_run)
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: a positive number of seconds")
-    return value
 
 
 def _root_hash(text: str) -> str:

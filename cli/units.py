@@ -1,8 +1,10 @@
-"""Sizes as people write them on command lines: 512M, 2G, 1.5GiB, 4096."""
+"""Sizes and durations as people write them on command lines: 512M, 2G,
+1.5GiB, 4096; 30, 0.5."""
 
 from __future__ import annotations
 
 import argparse
+import math
 import re
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -14,3 +16,14 @@ def parse_size(text: str) -> int:
     if not m:
         raise argparse.ArgumentTypeError(f"invalid size {text!r} (examples: 4096, 512M, 2G)")
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def parse_seconds(text: str) -> float:
+    """A positive, finite number of seconds (nan and inf are not)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: a positive number of seconds")
+    return value

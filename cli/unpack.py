@@ -18,9 +18,9 @@ from .pullprogress import DownloadBars
 from .registryopts import add_platform_option, add_registry_options, show_progress
 
 
-def add_unpack(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_unpack(sub: argparse._SubParsersAction, help: str) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
-        "unpack", help="make an ext4 image from a container image",
+        "unpack", help=help,
         description="Flatten a container image's layers into an ext4 image. SOURCE is "
                     "an image name in a registry (alpine, ocaml/opam:tag, host:5000/repo@sha256:…; "
                     "what is not cached is pulled, and the bottom layer is applied while the "

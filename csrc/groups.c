@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include "commit.h"
 #include "crc32c.h"
+#include "verity_hooks.h"
 
 #define GD_SET(d, field, v) EXT4_SET(ext4_group_desc, d, field, v)
 
@@ -35,8 +36,9 @@ static int fill_block_bitmaps(oe_ctx *c, const oe_layout *L, uint8_t *bbm)
             if (c->referenced[k])
                 mark(bbm, x->pblk, x->len);
             else if (fallocate(w->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                               (off_t)(x->pblk * OE_BLOCK_SIZE), (off_t)x->len * OE_BLOCK_SIZE) &&
-                     errno != EOPNOTSUPP)
+                               (off_t)(x->pblk * OE_BLOCK_SIZE), (off_t)x->len * OE_BLOCK_SIZE) == 0)
+                oe_verity_zeroed(w, x->pblk, x->len);
+            else if (errno != EOPNOTSUPP)
                 return oe_fail(w, "freeing unused data: %s", strerror(errno));
         }
     }

@@ -64,6 +64,8 @@ struct oe_writer {
     oe_run *runs;             /* metadata allocations, for the bitmaps */
     uint64_t n_runs, cap_runs;
     int meta_mode;            /* allocations go to runs, not to a file */
+
+    struct oe_verity *verity; /* --verity's per-block hashes (verity.c), or NULL */
 };
 
 int oe_fail(oe_writer *w, const char *fmt, ...);

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "internal.h"
+#include "verity_hooks.h"
 
 /* After a failed data call the first error is the one worth reporting:
  * what follows it (a file left open, say) is only its consequence. */
@@ -139,15 +140,19 @@ void oe_close(oe_writer *w)
     free(w->ext);
     free(w->files);
     free(w->runs);
+    oe_verity_free(w->verity);
     free(w);
 }
 
 int oe_pwrite_all(oe_writer *w, const void *buf, uint64_t len, uint64_t off)
 {
     const uint8_t *p = buf;
+    /* With verity, pieces small enough that their hashing finds them still
+     * in the cache. */
+    uint64_t most = w->verity ? OE_VERITY_PIECE : (1u << 30);
 
     while (len) {
-        ssize_t n = pwrite(w->fd, p, len > (1u << 30) ? (1u << 30) : (size_t)len, (off_t)off);
+        ssize_t n = pwrite(w->fd, p, (size_t)(len > most ? most : len), (off_t)off);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -155,6 +160,7 @@ int oe_pwrite_all(oe_writer *w, const void *buf, uint64_t len, uint64_t off)
         }
         if (n == 0)
             return oe_fail(w, "writing the image: short write");
+        oe_verity_wrote(w, p, (uint64_t)n, off);
         p += n;
         off += (uint64_t)n;
         len -= (uint64_t)n;
@@ -502,6 +508,7 @@ static int copy_direct(oe_writer *w, int fd, uint64_t len)
             done += (uint64_t)r;
             first = 0;
         }
+        oe_verity_unseen(w, p, n);
         f = &w->files[w->cur];
         if (oe_extents_append(&w->ext, &w->n_ext, &w->cap_ext, f->ext_first, w,
                               (uint32_t)(w->cur_pos / OE_BLOCK_SIZE), p, n))

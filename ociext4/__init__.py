@@ -34,13 +34,14 @@ if TYPE_CHECKING:
     from .model import Platform
     from .registry import Options as RegistryOptions
     from .registry import PulledImage as PullResult
+    from .registry.config import registry_options
 
 _API = {"InspectResult", "MkfsResult", "Progress", "RunResult", "UnpackResult", "UnpackStats",
         "inspect", "mkfs", "pull", "run", "unpack"}
 
 __all__ = ["InspectResult", "Limits", "MkfsResult", "Platform", "Progress", "PullResult",
            "RegistryOptions", "RunResult", "UnpackResult", "UnpackStats", "__version__",
-           "inspect", "mkfs", "pull", "run", "unpack"]
+           "inspect", "mkfs", "pull", "registry_options", "run", "unpack"]
 
 
 def __getattr__(name: str) -> Any:
@@ -60,6 +61,10 @@ def __getattr__(name: str) -> Any:
         from .registry import PulledImage
 
         return PulledImage
+    if name == "registry_options":
+        from .registry.config import registry_options
+
+        return registry_options
     if name == "RegistryOptions":
         from .registry import Options
 

@@ -173,14 +173,16 @@ def unpack(source: str | ImageSource, output: PathLike, *,
     with open_image_source(source, cache=cache, registry=registry, progress=progress) as src, \
             _NoGC():
         image = src.open(as_platform(platform))
+        if verity:
+            # Known before the first write, so the writer hashes as it writes.
+            opts = dataclasses.replace(opts, verity_salt=_salt(verity_salt, image.manifest_digest))
         with Ext4Writer(out, opts) as writer:
             root = flatten_image(src, image, writer, limits, report, stats)
             read_done = time.perf_counter()
             writer.options = dataclasses.replace(
                 writer.options,
                 uuid=writer.options.uuid or derived_uuid(image.manifest_digest, "uuid"),
-                hash_seed=derived_uuid(image.manifest_digest, "hash-seed"),
-                verity_salt=_salt(verity_salt, image.manifest_digest))
+                hash_seed=derived_uuid(image.manifest_digest, "hash-seed"))
             pending = None
             # With verity the sidecar names the root hash, known only after
             # the commit (a crash between is caught by its UUID check).

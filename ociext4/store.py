@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from .digests import digest_of, hex_part
-from .errors import CacheError, DigestMismatch, SourceError
-from .ocilayout import INDEX_TYPES, MANIFEST_TYPES, REF_NAME, Platform
+from .errors import CacheError, DigestMismatch, DocumentError, SourceError
+from .model import Descriptor, Index, Platform, parse_document, parse_index
+from .ocilayout import REF_NAME
 
 LAYOUT = '{"imageLayoutVersion": "1.0.0"}\n'
 EMPTY_INDEX = '{"schemaVersion": 2, "manifests": []}\n'
@@ -473,34 +474,39 @@ class Store:
     # -- index.json
 
     def entries(self) -> list[Entry]:
-        out = []
-        for d in self._index().get("manifests") or []:
-            p = d.get("platform") or {}
-            plat = "/".join(x for x in (p.get("os"), p.get("architecture"), p.get("variant"))
-                            if x)
-            ann = d.get("annotations") or {}
-            out.append(Entry(ann.get(REF_NAME, ""), str(d["digest"]), str(d.get("mediaType", "")),
-                             int(d.get("size", 0)), plat, ann.get(FROM_INDEX), d))
-        return out
+        return self._entries(self._read_index()[1])
+
+    @staticmethod
+    def _entries(index: list[tuple[dict[str, Any], Descriptor]]) -> list[Entry]:
+        return [Entry(d.annotations.get(REF_NAME, ""), d.digest, d.media_type, d.size,
+                      str(d.platform) if d.platform is not None else "",
+                      d.annotations.get(FROM_INDEX), raw)
+                for raw, d in index]
 
     def lookup(self, name: str, plat: Platform | None = None) -> Entry | None:
         """The cached image tagged `name` for the platform (default: the host's)."""
         want = plat or Platform.host()
-        for e in reversed(self.entries()):
-            if e.name != name or not e.platform:
-                continue
-            if want.matches(Platform.parse(e.platform)):
+        _, index = self._read_index()
+        for (_, d), e in zip(reversed(index), reversed(self._entries(index)), strict=True):
+            if e.name == name and d.platform is not None and want.matches(d.platform):
                 return e
         return None
 
     def _index(self) -> dict[str, Any]:
+        return self._read_index()[0]
+
+    def _read_index(self) -> tuple[dict[str, Any], list[tuple[dict[str, Any], Descriptor]]]:
+        """index.json as it is (to be written back) and its entries checked
+        by the one parser: a hand-edited or damaged file is one line naming
+        the field, never a crash further on."""
+        path = self.root / "index.json"
         try:
-            doc = json.loads((self.root / "index.json").read_text())
-        except (OSError, ValueError) as e:
-            raise SourceError(f"{self.root}/index.json: unreadable ({e})") from None
-        if not isinstance(doc, dict):
-            raise SourceError(f"{self.root}/index.json: not a JSON object")
-        return doc
+            data = path.read_bytes()
+        except OSError as e:
+            raise SourceError(f"{path}: unreadable ({e.strerror or e})") from None
+        index = parse_index(data, str(path))
+        doc = json.loads(data)  # valid JSON: parse_index read it
+        return doc, list(zip(doc.get("manifests") or [], index.manifests, strict=True))
 
     def _write_index(self, index: dict[str, Any]) -> None:
         index["schemaVersion"] = 2
@@ -538,20 +544,14 @@ class Store:
             if data is None:
                 continue
             try:
-                doc = json.loads(data)
-            except ValueError:
-                continue
-            if not isinstance(doc, dict):
-                continue
-            if doc.get("mediaType") in INDEX_TYPES or "manifests" in doc:
-                todo += [str(m["digest"]) for m in doc.get("manifests") or []
-                         if isinstance(m, dict) and "digest" in m]
-            elif doc.get("mediaType") in MANIFEST_TYPES or "layers" in doc:
-                cfg = doc.get("config") or {}
-                if "digest" in cfg:
-                    out.add(str(cfg["digest"]))
-                out.update(str(m["digest"]) for m in doc.get("layers") or []
-                           if isinstance(m, dict) and "digest" in m)
+                doc = parse_document(data, d)
+            except DocumentError:
+                continue  # not a manifest or index: a config, a damaged blob
+            if isinstance(doc, Index):
+                todo += [m.digest for m in doc.manifests]
+            else:
+                out.add(doc.config.digest)
+                out.update(m.digest for m in doc.layers)
         return out | ({from_index} if from_index else set())
 
     def _peek(self, digest: str) -> bytes | None:

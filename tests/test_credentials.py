@@ -9,6 +9,9 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from support.mutations import dumps, mutations
 
 from ociext4.errors import AuthError
 from ociext4.registry.credentials import Credentials, auth_files, lookup
@@ -138,3 +141,23 @@ def test_save_keeps_the_rest_of_the_config_and_lookup_reads_it_back(tmp_path):
     assert remove("docker.io", path) and not remove("docker.io", path)
     assert lookup("docker.io", "library/alpine", files=[path]) is None
     assert lookup("reg.example:5000", "a", files=[path]) == Credentials("v", "q")
+
+
+AUTH_FILE = {"auths": {"r.example": {"auth": base64.b64encode(b"me:pw").decode()},
+                       "https://index.docker.io/v1/": {"username": "hub", "password": "x"}},
+             "credHelpers": {"other.example": "none-such"}, "credsStore": ""}
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_a_damaged_auth_file_gives_credentials_none_or_one_auth_error(tmp_path, data):
+    path = tmp_path / "auth.json"
+    path.write_bytes(dumps(data.draw(mutations(AUTH_FILE)).apply(AUTH_FILE)))
+    for registry in ("r.example", "docker.io", "other.example"):
+        try:
+            creds = lookup(registry, "a/b", env={"PATH": ""}, files=[path])
+        except AuthError as e:
+            assert str(e)
+        else:
+            assert creds is None or isinstance(creds, Credentials)

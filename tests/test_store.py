@@ -7,11 +7,15 @@ import hashlib
 import json
 import multiprocessing
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from support.mutations import dumps, mutations
 
-from ociext4.errors import CacheError, DigestMismatch
+from ociext4.errors import CacheError, DigestMismatch, DocumentError, SourceError
 from ociext4.ocilayout import open_image
 from ociext4.store import Store, default_root
 
@@ -239,3 +243,24 @@ def test_run_cache_partials_of_dead_processes_are_swept_and_live_ones_kept(tmp_p
         cache_dir("kernels")
     assert not dead.exists() and live.exists()
     assert mine.exists() and not gone.exists()
+
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_a_damaged_index_json_is_one_document_error_for_ls_lookup_tag_and_prune(tmp_path, data):
+    root = Path(tempfile.mkdtemp(dir=tmp_path))
+    store = Store(root)
+    put_image(store, "r.example/a:1", b"layer one")
+    good = json.loads((root / "index.json").read_text())
+    (root / "index.json").write_bytes(dumps(data.draw(mutations(good)).apply(good)))
+    for use in (store.entries, lambda: store.lookup("r.example/a:1"),
+                lambda: store.tag("r.example/b:1", good["manifests"][0]),
+                lambda: store.prune(["r.example/a:1"])):
+        try:
+            use()
+        except DocumentError as e:
+            assert str(e).startswith(f"{root / 'index.json'}: ")
+        except SourceError as e:  # prune of a name the damaged index lost
+            assert "no cached image named" in str(e)

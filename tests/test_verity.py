@@ -4,21 +4,28 @@ cryptsetup's own veritysetup."""
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import shutil
 import subprocess
+import tarfile
+import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
 from cli_helpers import dumpe2fs
 from cli_helpers import ociext4 as cli
-from ocilayouts import cases, make_layout
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from ociext4.ext4._writer import lib
+from ocilayouts import cases, make_layout, member
 from support.fscheck import assert_same_tree, e2fsck_clean
 
 import ociext4
 from ociext4.ext4 import verity
+from ociext4.ext4.writer import Ext4Options, Ext4Writer
 
 MARKER = b"verity-marker-0123456789abcdef" * 100
 
@@ -199,7 +206,7 @@ def test_a_failed_write_of_the_tree_is_an_image_error_naming_the_image(tmp_path)
     try:
         with pytest.raises(ociext4.errors.ImageError,
                            match=r"^x\.img: writing the dm-verity hash tree: Bad file") as e:
-            verity.append(fd, 256, b"salt", uuid.UUID(int=0), "x.img")
+            verity.append(fd, 256, b"salt", uuid.UUID(int=0), bytes(256 * 32), "x.img")
     finally:
         os.close(fd)
     assert e.value.errno == errno.EBADF
@@ -218,10 +225,17 @@ def test_a_sidecar_with_a_malformed_verity_is_a_one_line_error(tmp_path):
     assert "verity" in proc.stderr and "not 64 hexadecimal digits" in proc.stderr
 
 
+def leaves_of(path: Path, blocks: int, salt: bytes) -> bytes:
+    """Level 0 as dm-verity defines it, from the file's bytes."""
+    data = path.read_bytes()
+    return b"".join(hashlib.sha256(salt + data[i * 4096:(i + 1) * 4096]).digest()
+                    for i in range(blocks))
+
+
 @pytest.mark.parametrize("blocks", [1, 100, 128, 129, 300, 16385])
-def test_the_tree_of_any_data_size_with_holes_is_veritysetups(tmp_path, blocks):
-    """One level (up to 128 blocks) and more, and data runs between holes
-    (which are never read), against veritysetup format of the same bytes."""
+def test_the_tree_of_any_data_size_is_veritysetups(tmp_path, blocks):
+    """One level (up to 128 blocks) and more, laid out over given leaves,
+    against veritysetup format of the same bytes."""
     ours, theirs = tmp_path / "ours", tmp_path / "theirs"
     with open(ours, "wb") as f:
         f.truncate(blocks * 4096)
@@ -234,7 +248,7 @@ def test_the_tree_of_any_data_size_with_holes_is_veritysetups(tmp_path, blocks):
     salt = b"\x12\x34"
     fd = os.open(ours, os.O_RDWR)
     try:
-        info = verity.append(fd, blocks, salt, uuid.UUID(int=7))
+        info = verity.append(fd, blocks, salt, uuid.UUID(int=7), leaves_of(ours, blocks, salt))
     finally:
         os.close(fd)
     proc = subprocess.run(
@@ -244,3 +258,113 @@ def test_the_tree_of_any_data_size_with_holes_is_veritysetups(tmp_path, blocks):
     assert f"Root hash:      \t{info.root_hash}" in proc.stdout
     assert ours.read_bytes() == theirs.read_bytes()
     assert ours.stat().st_size == blocks * 4096 + verity.tree_bytes(blocks)
+
+
+# The tree's lowest level is hashed by the C writer as it writes each block
+# (csrc/verity.c); what it could not hash then is read back at the commit.
+
+BLOCKS = 12
+_WRITES = st.lists(st.tuples(st.integers(0, BLOCKS * 4096 - 1), st.integers(1, 3 * 4096),
+                             st.binary(max_size=4)), max_size=10)
+
+
+@settings(max_examples=80, deadline=None)
+@given(writes=_WRITES, salt=st.binary(max_size=40),
+       when=st.sampled_from(["at-start", "at-end", "another-at-start"]))
+def test_leaves_are_the_hashes_of_the_final_bytes_whatever_was_written_over_what(
+        writes, salt, when):
+    """Whole blocks, parts of blocks, blocks written again (the last write
+    wins) and blocks never written (holes), with the salt known before the
+    first write, only at the end, or changed at the end."""
+    begin_salt = {"at-start": salt, "at-end": None, "another-at-start": salt + b"!"}[when]
+    image = bytearray((BLOCKS + 3) * 4096)
+    whole: set[int] = set()       # blocks the last write to covered entirely
+    written: set[int] = set()
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = Ext4Writer(Path(tmp) / "x.img",
+                            Ext4Options(size=1 << 20, verity=True, verity_salt=begin_salt))
+        try:
+            # The file's full length, as the commit sizes it before the tree
+            # (a block past the end of the file cannot be read back).
+            assert lib.oe_write_at(writer.handle, b"\0", 1, len(image) - 1) == 0
+            for off, length, seed in writes:
+                data = hashlib.shake_256(seed).digest(length)
+                assert lib.oe_write_at(writer.handle, data, length, off) == 0
+                image[off:off + length] = data
+                for b in range(off // 4096, -(-(off + length) // 4096)):
+                    written.add(b)
+                    if b * 4096 >= off and (b + 1) * 4096 <= off + length:
+                        whole.add(b)
+                    else:
+                        whole.discard(b)
+            leaves, read = verity.leaves(writer.handle, BLOCKS, salt)
+        finally:
+            writer.abort()
+    assert leaves == b"".join(hashlib.sha256(salt + image[b * 4096:(b + 1) * 4096]).digest()
+                              for b in range(BLOCKS))
+    in_range = {b for b in written if b < BLOCKS}
+    assert read == len(in_range - whole if when == "at-start" else in_range)
+
+
+def source_tar(tmp_path: Path) -> Path:
+    tar = tmp_path / "src.tar"
+    with tarfile.open(tar, "w") as tf:
+        tf.add(source_tree(tmp_path / "src"), arcname=".")
+    return tar
+
+
+def test_a_tree_hashed_as_written_is_byte_identical_to_one_read_back(tmp_path):
+    """mkfs's default salt comes from the content, so its blocks are read
+    back; given that salt up front, the same image is hashed as written."""
+    tar = source_tar(tmp_path)
+    late = ociext4.mkfs(tar, tmp_path / "late.img", verity=True)
+    assert late.info.verity is not None
+    early = ociext4.mkfs(tar, tmp_path / "early.img", verity=True,
+                         verity_salt=bytes.fromhex(late.info.verity.salt))
+    assert early.info.verity == late.info.verity
+    assert (tmp_path / "early.img").read_bytes() == (tmp_path / "late.img").read_bytes()
+    assert late.info.verity_read_back > (3 << 20) // 4096       # every block written
+    assert early.info.verity_read_back < 16                     # the ones written in part
+    assert veritysetup_verify(tmp_path / "early.img", side(tmp_path / "early.img")).returncode == 0
+
+
+def test_blocks_copied_inside_the_kernel_are_read_back(tmp_path):
+    """mkfs copies a big file of a directory on the same file system with
+    copy_file_range, so its bytes never pass through the hashing."""
+    img = tmp_path / "out.img"
+    result = ociext4.mkfs(source_tree(tmp_path / "src"), img, verity=True, verity_salt=b"s")
+    assert result.info.verity_read_back >= (3 << 20) // 4096
+    assert veritysetup_verify(img, side(img)).returncode == 0
+
+
+def test_data_a_later_layer_deletes_is_punched_out_and_hashed_as_zeros(tmp_path):
+    gone, kept = os.urandom(1 << 20), os.urandom(1 << 20)
+    layout = make_layout(tmp_path / "layout", [
+        [member("gone", gone), member("kept", kept)],
+        [member(".wh.gone")]], "gz")
+    img = tmp_path / "out.img"
+    result = ociext4.unpack(f"oci:{layout}", img, verity=True)
+    assert gone[:4096] not in img.read_bytes()
+    info = result.stats.info
+    assert info.verity is not None and info.verity_read_back < 16
+    proc = veritysetup_verify(img, side(img))
+    assert proc.returncode == 0, proc.stderr
+    e2fsck_clean(img)
+
+
+def test_an_image_whose_data_are_all_holes_has_veritysetups_tree(tmp_path):
+    (tmp_path / "empty").mkdir()
+    img = tmp_path / "out.img"
+    result = ociext4.mkfs(tmp_path / "empty", img, size=64 << 20, verity=True,
+                          verity_salt=b"\x42")
+    v = side(img)
+    assert v["data_blocks"] == 16384 and result.info.verity_read_back < 16
+    theirs = tmp_path / "theirs.img"
+    shutil.copyfile(img, theirs)
+    os.truncate(theirs, v["hash_offset"])
+    proc = subprocess.run(
+        ["veritysetup", "format", "--hash-offset", str(v["hash_offset"]), "--salt", v["salt"],
+         "--data-blocks", str(v["data_blocks"]), "--uuid", dumpe2fs(img)["Filesystem UUID"],
+         str(theirs), str(theirs)], capture_output=True, text=True, check=True)
+    assert f"Root hash:      \t{v['root_hash']}" in proc.stdout
+    assert theirs.read_bytes() == img.read_bytes()

@@ -7,8 +7,9 @@ from cffi import FFI
 
 CSRC = Path(__file__).resolve().parents[2] / "csrc"
 SOURCES = ["writer.c", "commit.c", "extents.c", "dirs.c", "xattrs.c", "inodes.c", "journal.c",
-           "layout.c", "groups.c", "super.c", "crc32c.c", "dirhash.c", "tar.c", "boundary.c"]
-HEADERS = ["writer.h", "tar.h", "boundary.h"]
+           "layout.c", "groups.c", "super.c", "crc32c.c", "dirhash.c", "tar.c", "boundary.c",
+           "sha256.c", "verity.c"]
+HEADERS = ["writer.h", "tar.h", "boundary.h", "verity.h"]
 # Warnings fail the build in CI (.ci/run sets CI=true) and when
 # OCIEXT4_WERROR=1; an install elsewhere, on a compiler the project was never
 # built with, only shows them.  setup.py uses the same flags for the guest init.

@@ -4,14 +4,13 @@ it out: at `hash_offset` a veritysetup superblock (so `veritysetup verify`
 and the guest's init find salt and size in the image), then the tree's
 levels from the top (one block) down to the hashes of the data blocks.
 
-The file system was just written, so the data is read back from the page
-cache; holes (free space, unused inode tables) are never read: a hole's
-blocks are zeros and share one precomputed hash.
+The hashes of the data blocks (level 0) come from the C writer, which
+computed them as it wrote the blocks (csrc/verity.c); only the levels above
+them, 1/128 of their size, are hashed here.
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import struct
@@ -20,13 +19,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ..errors import ImageError
+from ._writer import ffi, lib
 
 BLOCK = 4096                   # data and hash block size
 DIGEST = 32                    # SHA-256
 PER_BLOCK = BLOCK // DIGEST    # hashes in one hash block
 ALGORITHM = "sha256"
-_READ = 4 << 20                # bytes read back per call
-_PIECE = 16 << 20              # bytes per thread's task
+_PIECE_BLOCKS = 4096           # blocks per call for level 0 (16 MiB if read back)
 _MAX_THREADS = 4
 
 # cryptsetup's struct verity_sb (lib/verity/verity.c), little-endian, 512
@@ -110,88 +109,52 @@ def tree_bytes(data_blocks: int) -> int:
     return BLOCK * (1 + sum(_level_sizes(data_blocks)))
 
 
-def _data_runs(fd: int, end: int) -> list[tuple[int, int]]:
-    """(start, stop) of the regions that hold data, block-aligned; the rest
-    are holes."""
-    runs: list[tuple[int, int]] = []
-    pos = 0
-    while pos < end:
-        try:
-            start = os.lseek(fd, pos, os.SEEK_DATA)
-        except OSError as e:
-            if e.errno == errno.ENXIO:
-                break
-            if e.errno == errno.EINVAL:   # no SEEK_DATA here: all of it is data
-                return [(0, end)]
-            raise
-        if start >= end:
-            break
-        stop = min(os.lseek(fd, start, os.SEEK_HOLE), end)
-        start -= start % BLOCK
-        stop = min(-(-stop // BLOCK) * BLOCK, end)
-        if runs and runs[-1][1] >= start:
-            runs[-1] = (runs[-1][0], stop)
-        else:
-            runs.append((start, stop))
-        pos = stop
-    return runs
+def leaves(writer: object, data_blocks: int, salt: bytes, name: str = "the image"
+           ) -> tuple[bytearray, int]:
+    """Level 0: the hash of every data block, in order, from the C writer
+    (`Ext4Writer.handle`), which hashed each whole block as it wrote it
+    (csrc/verity.c); the few it could not (written in part, copied inside
+    the kernel, or all of them when the salt was not known before the first
+    write) are read back here, in pieces on a thread per CPU (up to four),
+    since the C call releases the GIL.  Also returns how many were read."""
+    out = bytearray(data_blocks * DIGEST)
+    view = ffi.from_buffer(out)
+    pieces = [(lo, min(_PIECE_BLOCKS, data_blocks - lo))
+              for lo in range(0, data_blocks, _PIECE_BLOCKS)]
+    read = lib.oe_verity_to_read(writer, salt, len(salt), 0, data_blocks)
 
+    def one(piece: tuple[int, int]) -> int:
+        first, count = piece
+        return int(lib.oe_verity_leaves(writer, salt, len(salt), first, count,
+                                        view + first * DIGEST))
 
-def _hash_range(fd: int, start: int, stop: int, salt: bytes) -> bytes:
-    """The hashes of the data blocks in [start, stop)."""
-    base = hashlib.sha256(salt)
-    out = bytearray()
-    buf = bytearray(min(_READ, stop - start))
-    view = memoryview(buf)
-    pos = start
-    while pos < stop:
-        want = min(len(buf), stop - pos)
-        got = os.preadv(fd, [view[:want]], pos)
-        if got != want:
-            raise ImageError(f"reading the image back: {got} of {want} bytes at {pos}")
-        for i in range(0, want, BLOCK):
-            h = base.copy()
-            h.update(view[i:i + BLOCK])   # releases the GIL: the threads overlap here
-            out += h.digest()
-        pos += want
-    return bytes(out)
-
-
-def _hash_data(fd: int, data_blocks: int, salt: bytes) -> bytes:
-    """Level 0: the hash of every data block, in order; pieces of the data
-    are hashed on a thread per CPU (up to four), since hashing a block
-    releases the GIL."""
-    zero = hashlib.sha256(salt)
-    zero.update(bytes(BLOCK))
-    zero_hash = zero.digest()
-    end = data_blocks * BLOCK
-    pieces = [(lo, min(lo + _PIECE, stop)) for start, stop in _data_runs(fd, end)
-              for lo in range(start, stop, _PIECE)]
     workers = max(1, min(len(os.sched_getaffinity(0)), _MAX_THREADS, len(pieces)))
-    with ThreadPoolExecutor(workers) as pool:
-        hashed = list(pool.map(lambda p: _hash_range(fd, p[0], p[1], salt), pieces))
-    out = bytearray()
-    pos = 0
-    for (start, stop), hashes in zip(pieces, hashed, strict=True):
-        out += zero_hash * ((start - pos) // BLOCK)
-        out += hashes
-        pos = stop
-    out += zero_hash * ((end - pos) // BLOCK)
-    return bytes(out)
+    if read == 0 or workers == 1:
+        codes = [one(p) for p in pieces]
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            codes = list(pool.map(one, pieces))
+    for code in codes:
+        if code:
+            raise ImageError(f"{name}: reading the image back for its dm-verity hash tree: "
+                             f"{os.strerror(code)}", code)
+    return out, int(read)
 
 
-def _hash_blocks(hashes: bytes, salt: bytes) -> tuple[bytes, bytes]:
-    """The hash blocks `hashes` fill (the last one zero-padded) and the
-    hashes of those blocks, for the level above."""
-    padded = hashes + bytes(-len(hashes) % BLOCK)
+def _hash_blocks(hashes: bytes | bytearray, salt: bytes) -> bytes:
+    """The hashes of the hash blocks `hashes` fills (the last one padded
+    with zeros), for the level above."""
     base = hashlib.sha256(salt)
     above = bytearray()
-    view = memoryview(padded)
-    for i in range(0, len(padded), BLOCK):
+    view = memoryview(hashes)
+    for i in range(0, len(view), BLOCK):
         h = base.copy()
-        h.update(view[i:i + BLOCK])
+        piece = view[i:i + BLOCK]
+        h.update(piece)
+        if len(piece) < BLOCK:
+            h.update(bytes(BLOCK - len(piece)))
         above += h.digest()
-    return padded, bytes(above)
+    return bytes(above)
 
 
 def superblock(data_blocks: int, salt: bytes, uuid: uuidlib.UUID) -> bytes:
@@ -201,12 +164,15 @@ def superblock(data_blocks: int, salt: bytes, uuid: uuidlib.UUID) -> bytes:
 
 
 def append(fd: int, data_blocks: int, salt: bytes, uuid: uuidlib.UUID,
-           name: str = "the image") -> VerityInfo:
-    """Hashes the first `data_blocks` blocks of the image open at `fd` and
-    writes the superblock and tree right after them; `name` is the image
-    as errors call it."""
+           leaves: bytes | bytearray, name: str = "the image") -> VerityInfo:
+    """Builds the tree over `leaves`, the hashes of the first `data_blocks`
+    blocks of the image open at `fd` (see `leaves`), and writes the
+    superblock and tree right after them; `name` is the image as errors
+    call it."""
+    if len(leaves) != data_blocks * DIGEST:
+        raise ValueError(f"{len(leaves)} bytes of hashes for {data_blocks} blocks")
     try:
-        return _append(fd, data_blocks, salt, uuid)
+        return _append(fd, data_blocks, salt, uuid, leaves)
     except OSError as e:
         raise ImageError(f"{name}: writing the dm-verity hash tree: {e.strerror or e}",
                          e.errno) from None
@@ -214,19 +180,22 @@ def append(fd: int, data_blocks: int, salt: bytes, uuid: uuidlib.UUID,
         raise ImageError(f"{name}: {e}") from None
 
 
-def _append(fd: int, data_blocks: int, salt: bytes, uuid: uuidlib.UUID) -> VerityInfo:
-    hashes = _hash_data(fd, data_blocks, salt)
-    levels: list[bytes] = []
+def _append(fd: int, data_blocks: int, salt: bytes, uuid: uuidlib.UUID,
+            hashes: bytes | bytearray) -> VerityInfo:
+    levels: list[bytes | bytearray] = []
     while len(hashes) > DIGEST:
-        blocks, hashes = _hash_blocks(hashes, salt)
-        levels.append(blocks)
+        levels.append(hashes)
+        hashes = _hash_blocks(hashes, salt)
     root = hashes   # the hash of the top block (or of the only data block)
     offset = data_blocks * BLOCK
     os.pwrite(fd, superblock(data_blocks, salt, uuid), offset)
     pos = offset + BLOCK
-    for blocks in reversed(levels):
-        os.pwrite(fd, blocks, pos)
-        pos += len(blocks)
+    for level in reversed(levels):
+        pad = -len(level) % BLOCK   # each level fills whole blocks
+        os.pwrite(fd, level, pos)
+        if pad:
+            os.pwrite(fd, bytes(pad), pos + len(level))
+        pos += len(level) + pad
     return VerityInfo(root.hex(), salt.hex(), offset, data_blocks)
 
 

@@ -54,7 +54,8 @@ class ImageInfo:
     groups: int
     uuid: uuidlib.UUID
     verity: verity_tree.VerityInfo | None = None
-    verity_seconds: float = 0.0
+    verity_seconds: float = 0.0      # the tree's part of the commit (leaves hashed as written)
+    verity_read_back: int = 0        # blocks the tree read back (written in part, or salt late)
 
 
 class Ext4Writer:
@@ -88,6 +89,18 @@ class Ext4Writer:
             self.abort()
             raise ImageError(f"{self.path}: {ffi.string(err).decode()}")
         self._w = ffi.gc(w, lib.oe_close)
+        if self.options.verity:
+            self._begin_verity()
+
+    def _begin_verity(self) -> None:
+        """Has the C writer hash every block as it writes it, with the salt
+        if it is known now (else the blocks are read back at the commit)."""
+        salt = self.options.verity_salt
+        rc = lib.oe_verity_begin(self._w, salt is not None, salt or b"", len(salt or b""))
+        if rc != 0:
+            error = self.error()
+            self.abort()
+            raise error
 
     def _image_size(self) -> int | None:
         """The size asked for; on a device, the device's unless one is asked
@@ -255,17 +268,18 @@ class Ext4Writer:
             ffi.from_buffer("oe_inode[]", inodes), count,
             ffi.from_buffer("oe_dirent[]", dirents), len(dirents) // _DIRENT.size,
             ffi.from_buffer(blob), len(blob), result))
-        tree, tree_seconds = None, 0.0
+        tree, tree_seconds, read_back = None, 0.0, 0
         if opts.verity:
             started = time.perf_counter()
             salt = opts.verity_salt
-            tree = verity_tree.append(
-                self._out.fd, result.blocks,
-                verity_tree.derived_salt(digest.digest()) if salt is None else salt, fs_uuid,
-                str(self.path))
+            if salt is None:
+                salt = verity_tree.derived_salt(digest.digest())
+            leaves, read_back = verity_tree.leaves(self._w, result.blocks, salt, str(self.path))
+            tree = verity_tree.append(self._out.fd, result.blocks, salt, fs_uuid, leaves,
+                                      str(self.path))
             tree_seconds = time.perf_counter() - started
         self._fd = None
         self._out.finish(opts.fsync)
         return ImageInfo(self.path, result.blocks * planning.BLOCK_SIZE, result.blocks,
                          result.free_blocks, result.inodes, result.free_inodes, result.groups,
-                         fs_uuid, tree, tree_seconds)
+                         fs_uuid, tree, tree_seconds, read_back)

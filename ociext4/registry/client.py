@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 
@@ -248,50 +247,3 @@ def check_login(host: str, opts: Options) -> None:
             resp.close()
     finally:
         client.close()
-
-
-def read_mirrors(path: Path) -> tuple[dict[str, tuple[str, ...]], frozenset[str]]:
-    """Mirrors from a JSON config file: `{"registry-mirrors": [URL, ...]}` (as
-    docker's daemon.json: for docker.io) and `{"mirrors": {REGISTRY: [HOST,
-    ...]}}`; also the mirror hosts given as http:// URLs (plain http allowed).
-    A missing file is no mirrors."""
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}, frozenset()
-    except (OSError, ValueError) as e:
-        raise RegistryError(f"{path}: unreadable config ({e})") from None
-    if not isinstance(doc, dict):
-        raise RegistryError(f"{path}: not a JSON object")
-    table: dict[str, list[str]] = {}
-    hub = doc.get("registry-mirrors") or []
-    per = doc.get("mirrors") or {}
-    if not isinstance(hub, list) or not isinstance(per, dict) or \
-            not all(isinstance(v, list) for v in per.values()):
-        raise RegistryError(f"{path}: registry-mirrors must be a list and mirrors an object "
-                            "of lists")
-    table.setdefault("docker.io", []).extend(str(m) for m in hub)
-    for registry, hosts in per.items():
-        table.setdefault(str(registry), []).extend(str(m) for m in hosts)
-    return mirror_table([(r, m) for r, ms in table.items() for m in ms])
-
-
-def mirror_table(pairs: list[tuple[str, str]]
-                 ) -> tuple[dict[str, tuple[str, ...]], frozenset[str]]:
-    """(registry, mirror) pairs, mirrors as host[:port] or URLs, to the
-    Options' table and the hosts named with http:// (plain http allowed)."""
-    table: dict[str, tuple[str, ...]] = {}
-    plain: set[str] = set()
-    for registry, mirror in pairs:
-        host = mirror
-        for scheme in ("https://", "http://"):
-            if host.startswith(scheme):
-                host = host[len(scheme):]
-                if scheme == "http://":
-                    plain.add(host.split("/")[0])
-        host = host.split("/")[0]
-        if not host:
-            raise RegistryError(f"{mirror!r} is not a registry mirror (host[:port] or URL)")
-        if host not in table.get(registry, ()):
-            table[registry] = (*table.get(registry, ()), host)
-    return table, frozenset(plain)

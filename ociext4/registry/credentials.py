@@ -6,7 +6,6 @@ with a base64 `auth`, username/password or an identity token)."""
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import os
 import subprocess
@@ -73,7 +72,7 @@ def _from_entry(entry: Any, where: str) -> Credentials | None:
         try:
             raw = base64.b64decode(str(entry["auth"]), validate=True).decode()
             user, sep, pw = raw.partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError):  # binascii.Error, non-ASCII text
             raise AuthError(f"{where}: the base64 `auth` value is not valid") from None
         if not sep:
             raise AuthError(f"{where}: the `auth` value is not user:password")
@@ -87,6 +86,8 @@ def _from_entry(entry: Any, where: str) -> Credentials | None:
 def run_helper(helper: str, server: str, env: dict[str, str] | None = None) -> Credentials | None:
     """Ask `docker-credential-HELPER get` for the server's credentials."""
     prog = f"docker-credential-{helper}"
+    if not helper or "/" in helper or "\0" in helper:
+        raise AuthError(f"{helper!r} is not a credential helper's name")
     try:
         proc = subprocess.run([prog, "get"], input=server, capture_output=True, text=True,
                               timeout=60, env=env, check=False)
@@ -95,6 +96,8 @@ def run_helper(helper: str, server: str, env: dict[str, str] | None = None) -> C
                         "config)") from None
     except subprocess.TimeoutExpired:
         raise AuthError(f"credential helper {prog} did not answer within 60 s") from None
+    except OSError as e:
+        raise AuthError(f"credential helper {prog[:80]}: {e.strerror or e}") from None
     if proc.returncode != 0:
         if "not found" in (proc.stdout + proc.stderr).lower():
             return None
@@ -128,11 +131,11 @@ def lookup(registry: str, repository: str, env: dict[str, str] | None = None,
             raise AuthError(f"{path}: unreadable auth file ({e})") from None
         if not isinstance(doc, dict):
             raise AuthError(f"{path}: not a JSON object")
-        helpers = doc.get("credHelpers") or {}
+        helpers = _object(doc, "credHelpers", path)
         for key, helper in helpers.items():
             if _matches(key, registry, repository):
                 return run_helper(str(helper), _helper_server(registry), env)
-        auths = doc.get("auths") or {}
+        auths = _object(doc, "auths", path)
         # The most specific key wins (podman allows registry/namespace keys).
         keys = sorted((k for k in auths if _matches(k, registry, repository)),
                       key=lambda k: len(_key_name(k)), reverse=True)
@@ -143,6 +146,14 @@ def lookup(registry: str, repository: str, env: dict[str, str] | None = None,
             if creds := run_helper(str(store), _helper_server(registry), env):
                 return creds
     return None
+
+
+def _object(doc: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
+    """A section of an auth file that must map names to entries, if there."""
+    value = doc.get(key) or {}
+    if not isinstance(value, dict):
+        raise AuthError(f"{path}: {key} must be a JSON object")
+    return value
 
 
 def fixed(user_pass: str) -> Callable[[str, str], Credentials]:

@@ -24,6 +24,7 @@ from ..reference import RegistryRef, parse_registry
 from ..store import FROM_INDEX, Entry, PullPolicy, Store
 from .blobs import Cancelled, fetch_blob
 from .client import Options, RegistryClient
+from .config import registry_options
 from .manifests import ManifestSource, Resolved, resolve
 
 JOBS = 3
@@ -68,7 +69,7 @@ class Pull:
                  opts: Options | None = None, progress: Progress | None = None,
                  jobs: int = JOBS, policy: PullPolicy | None = None) -> None:
         self.ref, self.store, self.plat = ref, store, plat
-        self.opts = opts or Options()
+        self.opts = opts if opts is not None else registry_options(store.root)
         self.policy = policy or self.opts.pull
         self.progress = progress
         self.warnings: list[str] = []

@@ -19,7 +19,7 @@ ROOT = HERE.parent.parent
 CSRC = ROOT / "csrc"
 # The writer as ociext4/ext4/_ffi_build.py compiles it (SOURCES there).
 WRITER = ["writer.c", "commit.c", "extents.c", "dirs.c", "xattrs.c", "inodes.c", "journal.c",
-          "layout.c", "groups.c", "super.c", "crc32c.c", "dirhash.c"]
+          "layout.c", "groups.c", "super.c", "crc32c.c", "dirhash.c", "sha256.c", "verity.c"]
 SOURCES = {
     "tar": ["tar.c", *WRITER],
     "commit": WRITER,

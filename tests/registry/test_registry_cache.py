@@ -416,6 +416,26 @@ def test_a_registry_mirror_is_tried_first_and_the_origin_after_it(
             mirror.stop()
 
 
+def test_the_api_reads_the_mirror_config_of_its_cache_as_the_command_line_does(
+        own_proxy, open_registry, cache, monkeypatch):
+    import ociext4
+
+    mirror = FaultProxy(open_registry.host).start()
+    try:
+        monkeypatch.delenv("OCIEXT4_CONFIG", raising=False)
+        origin = own_proxy.host
+        cache.mkdir(parents=True, exist_ok=True)
+        (cache / "config.json").write_text(json.dumps({"mirrors": {origin: [mirror.host]}}))
+        pulled = ociext4.pull(f"{origin}/test/img", cache=cache)
+        assert own_proxy.connections == 0 and len(mirror.blob_requests()) == 4
+        assert pulled.manifest_digest.startswith("sha256:")
+        # Options built for the caller merge the same file, mirrors given first.
+        opts = ociext4.registry_options(cache, mirrors=[f"{origin}=other.example:5000"])
+        assert opts.mirrors[origin] == ("other.example:5000", mirror.host)
+    finally:
+        mirror.stop()
+
+
 def test_a_read_only_cache_fails_in_one_line_naming_the_cache(open_registry, small_tmpfs):
     cache = small_tmpfs / "cache"
     ociext4("pull", f"{open_registry.host}/test/img", "--cache", cache)
