@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -34,7 +33,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "fixtures"))
+sys.path.insert(0, str(REPO / "bench"))
 
+from _common import find_ociext4  # noqa: E402
 from runimages import busybox_layout  # noqa: E402
 
 
@@ -71,7 +72,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.runs < 1 or args.bulk_runs < 0 or args.mb < 1:
         ap.error("--runs and --mb must be at least 1, --bulk-runs at least 0")
-    ociext4 = shutil.which("ociext4")
+    ociext4 = find_ociext4()
     if ociext4 is None:
         raise SystemExit("bench: ociext4 is not on PATH (pip install -e .)")
     with tempfile.TemporaryDirectory(prefix="ociext4-bench-run-") as tmp:

@@ -30,7 +30,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "fixtures"))
-from _common import fsck, fsync_file  # noqa: E402  (bench/ is sys.path[0])
+from _common import find_ociext4, fsck, fsync_file  # noqa: E402  (bench/ is sys.path[0])
 from _debtree import tar_tree  # noqa: E402
 
 COLUMNS = ("mke2fs", "dir", "tar", "gz")
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
 
     explicit = args.only is not None
     cols = args.only if explicit else [c for c in COLUMNS if c != "gz" or args.gz]
-    ociext4 = shutil.which("ociext4")
+    ociext4 = find_ociext4()
     if ociext4 is None and any(c != "mke2fs" for c in cols):
         if explicit:
             raise SystemExit("bench: ociext4 is not on PATH (pip install -e . from the repo root)")

@@ -35,7 +35,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "tests"))
-from _common import fsck  # noqa: E402
+from _common import find_ociext4, fsck  # noqa: E402
 from compare_unpack import HEADROOM, INODE_RATIO, build_fixture, run_measured, tree_size  # noqa: E402
 from support.registry import start_registry  # noqa: E402
 
@@ -62,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.repeat < 1:
         ap.error("--repeat must be at least 1")
-    for tool in ("ociext4", "skopeo", "umoci", "mkfs.ext4", "e2fsck"):
+    ociext4 = find_ociext4()
+    if ociext4 is None:
+        raise SystemExit("bench: ociext4 is not on PATH (pip install -e . from the repo root)")
+    for tool in ("skopeo", "umoci", "mkfs.ext4", "e2fsck"):
         if shutil.which(tool) is None:
             raise SystemExit(f"bench: {tool} is not on PATH")
     layout = Path(build_fixture(args.layout)["path"])
@@ -80,19 +83,19 @@ def main(argv: list[str] | None = None) -> int:
             cache, img = work / "cache", work / "ociext4.img"
             shutil.rmtree(cache, ignore_errors=True)
             os.sync()
-            dt, _ = run_measured(["ociext4", "unpack", ref, str(img), "--cache", str(cache),
+            dt, _ = run_measured([ociext4, "unpack", ref, str(img), "--cache", str(cache),
                                   "--quiet"])
             times["cold"].append(dt)
             img.unlink()
             os.sync()
-            dt2, _ = run_measured(["ociext4", "unpack", ref, str(img), "--cache", str(cache),
+            dt2, _ = run_measured([ociext4, "unpack", ref, str(img), "--cache", str(cache),
                                    "--quiet"])
             times["warm"].append(dt2)
             if run == 0:
                 checks["ociext4"] = fsck(img)[0]
             img.unlink()
             os.sync()
-            dl, _ = run_measured(["ociext4", "unpack", f"oci:{layout}:{args.tag}", str(img),
+            dl, _ = run_measured([ociext4, "unpack", f"oci:{layout}:{args.tag}", str(img),
                                   "--quiet"])
             times["local"].append(dl)
             img.unlink()

@@ -40,7 +40,7 @@ from isal import isal_zlib
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
-from _common import fsck  # noqa: E402
+from _common import find_ociext4, fsck  # noqa: E402
 
 STEPS = ("floor", "write", "ociext4", "verity", "umoci", "mkfs", "umoci+mkfs")
 LABELS = {
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.repeat < 1:
         ap.error("--repeat must be at least 1")
-    ociext4 = shutil.which("ociext4")
+    ociext4 = find_ociext4()
     if ociext4 is None:
         raise SystemExit("bench: ociext4 is not on PATH (pip install -e . from the repo root)")
     for tool in ("e2fsck",) if args.no_umoci else ("umoci", "mkfs.ext4", "e2fsck"):
