@@ -9,6 +9,7 @@ from __future__ import annotations
 import stat
 from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
+from typing import overload
 
 from .errors import SourceError, UnsafePathError
 
@@ -84,6 +85,26 @@ def _size_data(size: int, data: int | None) -> int | tuple[int, int | None]:
     return (size, data)
 
 
+class _Attr:
+    """One of the fields an Inode keeps in its shared (mode, uid, gid, mtime) tuple."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> _Attr: ...
+    @overload
+    def __get__(self, obj: Inode, owner: type | None = None) -> int: ...
+
+    def __get__(self, obj: Inode | None, owner: type | None = None) -> int | _Attr:
+        return self if obj is None else obj._attrs[self.index]
+
+    def __set__(self, obj: Inode, value: int) -> None:
+        obj._set_attr(self.index, value)
+
+
 class Inode:
     """One file's attributes; a directory's `children` maps names to inodes.
     Inodes compare and hash by identity.
@@ -146,39 +167,14 @@ class Inode:
     def data(self, value: int | None) -> None:
         self._sd = _size_data(self.size, value)
 
-    @property
-    def mode(self) -> int:
-        return self._attrs[0]
-
-    @mode.setter
-    def mode(self, value: int) -> None:
-        self._attrs = (value, *self._attrs[1:])
-
-    @property
-    def uid(self) -> int:
-        return self._attrs[1]
-
-    @uid.setter
-    def uid(self, value: int) -> None:
+    def _set_attr(self, i: int, value: int) -> None:
         a = self._attrs
-        self._attrs = (a[0], value, a[2], a[3])
+        self._attrs = _shared((*a[:i], value, *a[i + 1:]))  # type: ignore[arg-type]
 
-    @property
-    def gid(self) -> int:
-        return self._attrs[2]
-
-    @gid.setter
-    def gid(self, value: int) -> None:
-        a = self._attrs
-        self._attrs = (a[0], a[1], value, a[3])
-
-    @property
-    def mtime_ns(self) -> int:
-        return self._attrs[3]
-
-    @mtime_ns.setter
-    def mtime_ns(self, value: int) -> None:
-        self._attrs = (*self._attrs[:3], value)
+    mode = _Attr(0)       # permission bits, including setuid/setgid/sticky
+    uid = _Attr(1)
+    gid = _Attr(2)
+    mtime_ns = _Attr(3)
 
     def _rare_for_write(self) -> _Rare:
         if self._rare is None:
