@@ -92,7 +92,7 @@ def test_the_c_writer_refuses_an_out_of_range_timestamp_on_its_own(seconds, tmp_
     w = ffi.gc(lib.oe_open(fd, ffi.new("oe_open_params *", {"max_blocks": 1 << 20}), err, 256),
                lib.oe_close)
     try:
-        root = ffi.new("oe_inode[1]", [{"mode": 0o40755, "nlink": 2, "file": -1}])
+        root = ffi.new("oe_inode[1]", [{"mode": 0o40755, "nlink": 2}])
         params = ffi.new("oe_commit_params *", {"journal_blocks": 1024, "timestamp": seconds,
                                                 "free_blocks": 1024, "log_groups_per_flex": 4})
         result = ffi.new("oe_commit_result *")

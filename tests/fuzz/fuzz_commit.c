@@ -60,8 +60,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (i = 0; i < n_inodes; i++) {
         inodes[i].min_blocks %= 8;
         inodes[i].size %= 1ull << 40;
-        if (inodes[i].file != -1)
-            inodes[i].file = inodes[i].file & 1 ? handle : -1;
+        /* A regular file's ref is a data handle: the one real one, or none.
+         * Other kinds keep whatever ref the input gave (a blob offset, a
+         * dirent index, device numbers): the commit must check those. */
+        if ((inodes[i].mode & 0170000) == 0100000 && inodes[i].ref != OE_NO_FILE)
+            inodes[i].ref = inodes[i].ref & 1 ? (uint64_t)handle : OE_NO_FILE;
     }
     if (oe_commit(w, &cp, inodes, n_inodes, dirents, n_dirents, data, size, &res) != 0 &&
         strlen(oe_error(w)) == 0)
