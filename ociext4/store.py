@@ -487,9 +487,10 @@ class Store:
         """The cached image tagged `name` for the platform (default: the host's)."""
         want = plat or Platform.host()
         _, index = self._read_index()
-        for (_, d), e in zip(reversed(index), reversed(self._entries(index)), strict=True):
-            if e.name == name and d.platform is not None and want.matches(d.platform):
-                return e
+        for raw, d in reversed(index):
+            if (d.annotations.get(REF_NAME, "") == name and d.platform is not None
+                    and want.matches(d.platform)):
+                return self._entries([(raw, d)])[0]
         return None
 
     def _index(self) -> dict[str, Any]:
