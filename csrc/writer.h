@@ -100,8 +100,9 @@ uint64_t oe_data_blocks(const oe_writer *w);
 
 /* Checks that one inode's xattr records (as oe_commit takes them) fit in
  * its body and one block, so a source can refuse them while it still knows
- * where they came from.  0 or -1 with oe_error() set. */
-int oe_xattrs_check(oe_writer *w, const uint8_t *blob, uint64_t len);
+ * where they came from.  0, or -1 with the reason in err.  It needs no
+ * writer: it runs while a layer's data is being written on another thread. */
+int oe_xattrs_check(const uint8_t *blob, uint64_t len, char *err, uint32_t errlen);
 
 int oe_commit(oe_writer *w, const oe_commit_params *params,
               const oe_inode *inodes, uint32_t n_inodes,

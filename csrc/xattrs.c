@@ -1,5 +1,7 @@
 /* Extended attributes: in the inode body while they fit, the rest in one
  * xattr block of the inode's own. */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include "commit.h"
 #include "crc32c.h"
@@ -63,9 +65,23 @@ static uint32_t put_xattrs(uint8_t *area, uint32_t first, uint32_t end, uint32_t
     return bhash;
 }
 
+/* A failed plan's reason, written where the caller says: the check runs
+ * while another thread may be writing file data, so it must not touch the
+ * writer's error state. */
+static int plan_fail(char *err, uint32_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    if (errlen) {
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
 /* Parses an inode's xattr records and decides where each goes: pick[i] 1
  * for the inode body, 2 for the xattr block.  Fails if they do not fit. */
-static int plan_xattrs(oe_writer *w, const uint8_t *p, const uint8_t *end, xattr *xs,
+static int plan_xattrs(char *err, uint32_t errlen, const uint8_t *p, const uint8_t *end, xattr *xs,
                        uint8_t *pick, uint32_t *n_out, uint32_t *ibody_out, uint32_t *in_block_out)
 {
     uint32_t n = 0, i, ibody_used = IBODY_HEAD + END_MARK, block_used = BLOCK_HEAD + END_MARK;
@@ -74,20 +90,20 @@ static int plan_xattrs(oe_writer *w, const uint8_t *p, const uint8_t *end, xattr
     while (p < end) {
         xattr *x;
         if (n == MAX_XATTRS)
-            return oe_fail(w, "more than %u xattrs on one inode", MAX_XATTRS);
+            return plan_fail(err, errlen, "more than %u xattrs on one inode", MAX_XATTRS);
         if (end - p < 8)
-            return oe_fail(w, "malformed xattr record");
+            return plan_fail(err, errlen, "malformed xattr record");
         x = &xs[n];
         x->index = p[0];
         x->name_len = p[1];
         x->value_len = get32(p + 4);
         if ((uint64_t)(end - p) < 8ull + x->name_len + x->value_len)
-            return oe_fail(w, "malformed xattr record");
+            return plan_fail(err, errlen, "malformed xattr record");
         x->name = p + 8;
         x->value = p + 8 + x->name_len;
         p += round4(8u + x->name_len + x->value_len);
         if (x->value_len > OE_BLOCK_SIZE)
-            return oe_fail(w, "xattr value of %u bytes is too large", x->value_len);
+            return plan_fail(err, errlen, "xattr value of %u bytes is too large", x->value_len);
         n++;
     }
     qsort(xs, n, sizeof *xs, cmp_xattr);
@@ -103,21 +119,22 @@ static int plan_xattrs(oe_writer *w, const uint8_t *p, const uint8_t *end, xattr
         }
     }
     if (block_used > OE_BLOCK_SIZE)
-        return oe_fail(w, "xattrs need %u bytes, more than one 4 KiB block holds", block_used);
+        return plan_fail(err, errlen, "xattrs need %u bytes, more than one 4 KiB block holds",
+                         block_used);
     *n_out = n;
     *ibody_out = ibody_used;
     *in_block_out = in_block;
     return 0;
 }
 
-int oe_xattrs_check(oe_writer *w, const uint8_t *blob, uint64_t len)
+int oe_xattrs_check(const uint8_t *blob, uint64_t len, char *err, uint32_t errlen)
 {
     xattr xs[MAX_XATTRS];
     uint8_t pick[MAX_XATTRS];
     uint32_t n, ibody_used, in_block;
     if (len > MAX_XATTRS * (8u + 255 + OE_BLOCK_SIZE + 3))
-        return oe_fail(w, "xattrs of %llu bytes are too large", (unsigned long long)len);
-    return plan_xattrs(w, blob, blob + len, xs, pick, &n, &ibody_used, &in_block);
+        return plan_fail(err, errlen, "xattrs of %llu bytes are too large", (unsigned long long)len);
+    return plan_xattrs(err, errlen, blob, blob + len, xs, pick, &n, &ibody_used, &in_block);
 }
 
 int oe_build_xattrs(oe_ctx *c, uint32_t k, oe_ino_out *o)
@@ -127,9 +144,10 @@ int oe_build_xattrs(oe_ctx *c, uint32_t k, oe_ino_out *o)
     xattr xs[MAX_XATTRS];
     uint8_t pick[MAX_XATTRS];
     uint32_t n, ibody_used, in_block;
+    char err[160];
 
-    if (plan_xattrs(c->w, p, end, xs, pick, &n, &ibody_used, &in_block))
-        return -1;
+    if (plan_xattrs(err, sizeof err, p, end, xs, pick, &n, &ibody_used, &in_block))
+        return oe_fail(c->w, "%s", err);
     if (ibody_used > IBODY_HEAD + END_MARK) {
         uint8_t *a;
         if (oe_grow(c->w, (void **)&c->ibodies, &c->cap_ibodies, (c->n_ibodies + 1) * OE_IBODY_SIZE, 1))

@@ -1,13 +1,16 @@
 """Reading a layer (a tar stream, compressed or not) as a sequence of entries.
 
 The C reader parses the headers and streams file data straight into the
-image as it goes; Python sees each member once, as a TarEntry, in batches.
+image as it goes, on a thread of its own; Python sees each member once, as a
+TarEntry, from batches the reader hands over.
 """
 
 from __future__ import annotations
 
 import io
+import queue
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -111,13 +114,11 @@ def _xattrs(raw: bytes) -> dict[str, bytes]:
     return out
 
 
-def _decode(tar: object, count: int) -> Iterator[TarEntry]:
+def _decode(raw: bytes, strings: bytes) -> Iterator[TarEntry]:
     # One at a time, not a list of the batch: a piece's thousand entries and
     # their temporaries alive at once interleave the tree's objects with
     # theirs in CPython's arenas, which then cannot be given back while the
     # tree is packed for the commit (~25 MB more peak at 1M entries).
-    raw = ffi.buffer(lib.oe_tar_entries(tar), count * _ENTRY.size)
-    strings = bytes(ffi.buffer(lib.oe_tar_strings(tar), lib.oe_tar_strings_len(tar)))
     for (typ, mode, uid, gid, msec, asec, mnsec, ansec, has_atime, major, minor, name_len,
          name_off, link_off, link_len, xattr_len, xattr_off, size, data,
          offset) in _ENTRY.iter_unpack(raw):
@@ -169,11 +170,14 @@ def read_entries(stream: BinaryIO | None, name: str, writer: Ext4Writer,
             raise SourceError(f"{name}: {ffi.string(lib.oe_tar_error(tar)).decode()}")
 
     digest = BackgroundHash() if diff_id is not None else None
-    # Inflating runs a piece ahead on another thread while this one parses
-    # and writes: the two halves of the work take about as long as each other.
     try:
-        with Prefetch(pieces) as ahead:
-            yield from _feed(ahead, tar, check, digest, stats, started, budget, name)
+        with Prefetch(pieces) as ahead, writer.discards_deferred():
+            feeder = _Feeder(ahead, tar, check, digest, stats, started, budget, name)
+            try:
+                for raw, strings in feeder:
+                    yield from _decode(raw, strings)
+            finally:
+                feeder.close()
     finally:
         if digest is not None:
             digest.close()
@@ -181,21 +185,81 @@ def read_entries(stream: BinaryIO | None, name: str, writer: Ext4Writer,
         raise SourceError(f"{name}: uncompressed layer does not match diff_id {diff_id}")
 
 
-def _feed(pieces: Iterable[bytes], tar: Any, check: Callable[[int], None],
-          digest: BackgroundHash | None, stats: LayerStats, started: float,
-          budget: Budget, name: str) -> Iterator[TarEntry]:
-    for piece in pieces:
-        budget.spend(name, len(piece), 0)
-        if digest is not None:
-            digest.update(piece)
-        stats.bytes_out += len(piece)
-        check(lib.oe_tar_feed(tar, ffi.from_buffer(piece), len(piece)))
-        count = lib.oe_tar_count(tar)
-        if count:
-            budget.spend(name, 0, count)
-            stats.entries += count
-            yield from _decode(tar, count)
-            lib.oe_tar_clear(tar)
-        stats.seconds = time.perf_counter() - started
-    check(lib.oe_tar_finish(tar))
-    stats.seconds = time.perf_counter() - started
+_END = object()
+
+
+class _Feeder:
+    """Parses a layer's pieces and writes their file data (both in C) on a
+    thread of its own, handing each piece's entries over as a batch.  Three
+    stages then overlap on two cores: inflating (the Prefetch thread), this,
+    and the tree work on the consumer's thread.  In a layer of many small
+    files the tree work is the longest stage, and in one of large files
+    this one (the kernel copying the data into the image): on one thread
+    they could not share the second core.
+
+    Only this thread calls the C writer until `close()` returns: the
+    consumer's discards wait (Ext4Writer.discards_deferred)."""
+
+    def __init__(self, pieces: Iterable[bytes], tar: Any, check: Callable[[int], None],
+                 digest: BackgroundHash | None, stats: LayerStats, started: float,
+                 budget: Budget, name: str, depth: int = 8) -> None:
+        self._args = (pieces, tar, check, digest, stats, started, budget, name)
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="ociext4-feed")
+        self._thread.start()
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        pieces, tar, check, digest, stats, started, budget, name = self._args
+        try:
+            for piece in pieces:
+                if self._stop.is_set():
+                    return
+                budget.spend(name, len(piece), 0)
+                if digest is not None:
+                    digest.update(piece)
+                stats.bytes_out += len(piece)
+                check(lib.oe_tar_feed(tar, ffi.from_buffer(piece), len(piece)))
+                count = lib.oe_tar_count(tar)
+                if count:
+                    budget.spend(name, 0, count)
+                    stats.entries += count
+                    # Copies: the reader's buffers are reused by the next piece.
+                    batch = (ffi.buffer(lib.oe_tar_entries(tar), count * _ENTRY.size)[:],
+                             ffi.buffer(lib.oe_tar_strings(tar), lib.oe_tar_strings_len(tar))[:])
+                    lib.oe_tar_clear(tar)
+                    if not self._put(batch):
+                        return
+                stats.seconds = time.perf_counter() - started
+            check(lib.oe_tar_finish(tar))
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, in order
+            self._put(e)
+            return
+        self._put(_END)
+
+    def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+
+    def close(self) -> None:
+        """Stops the thread and waits for it (it may finish the piece in hand)."""
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._queue.get(timeout=0.1)
+            except queue.Empty:
+                pass

@@ -241,3 +241,40 @@ def test_base_256_mtimes_outside_64_bits_are_refused(tmp_path, field):
     archive = _tar_bytes(_header(b"a", mtime=field))
     with Ext4Writer(tmp_path / "x.img") as w, pytest.raises(SourceError, match="bad mtime"):
         list(read_entries(io.BytesIO(archive), "layer.tar", w))
+
+
+def _threads_named(name: str) -> list[object]:
+    import threading
+    return [t for t in threading.enumerate() if t.name == name and t.is_alive()]
+
+
+def test_a_layer_left_half_read_stops_its_feeding_thread_before_the_reader_returns(tmp_path):
+    items = []
+    for i in range(3000):
+        info = tarfile.TarInfo(f"d/f{i}")
+        info.size = 700
+        items.append((info, bytes([i % 251]) * 700))
+    archive = _archive(items, tarfile.PAX_FORMAT)
+    with Ext4Writer(tmp_path / "x.img", Ext4Options(fsync=False)) as w:
+        entries = read_entries(io.BytesIO(archive), "t.tar", w, chunk=4096)
+        first = next(entries)
+        assert first.name == b"d/f0"
+        assert _threads_named("ociext4-feed")
+        entries.close()
+        # Nothing writes behind the caller's back once it has given up (it
+        # aborts the image next, closing the file the thread wrote to).
+        assert not _threads_named("ociext4-feed")
+        assert not w.failed
+
+
+def test_an_error_in_the_stream_reaches_the_reader_after_the_entries_before_it(tmp_path):
+    good = [(tarfile.TarInfo(f"f{i}"), b"") for i in range(50)]
+    archive = _archive(good, tarfile.GNU_FORMAT)[:50 * 512]  # the headers, no end blocks
+    bad = archive + b"x" * 512                               # a header with a wrong checksum
+    with Ext4Writer(tmp_path / "x.img", Ext4Options(fsync=False)) as w:
+        seen = []
+        with pytest.raises(SourceError, match="t.tar"):
+            for e in read_entries(io.BytesIO(bad), "t.tar", w, chunk=len(archive)):
+                seen.append(e.name)
+        assert seen == [f"f{i}".encode() for i in range(50)]
+        assert not _threads_named("ociext4-feed")

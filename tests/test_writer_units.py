@@ -116,3 +116,30 @@ def test_commit_consumes_the_tree_so_it_and_the_records_are_not_held_at_once(tmp
     listing = subprocess.run(["debugfs", "-R", "ls -p /sub", str(tmp_path / "out.img")],
                              capture_output=True, text=True, check=True).stdout
     assert "/empty/" in listing
+
+
+def _file_root(handle: int) -> object:
+    from ociext4.tree import S_IFREG, Inode
+    root = new_dir()
+    f = Inode(S_IFREG, size=3, data=handle)
+    f.names = 1
+    root.children = {b"f": f}
+    return root
+
+
+def test_a_discard_held_back_while_data_streams_takes_effect_when_the_stream_ends(tmp_path):
+    with Ext4Writer(tmp_path / "held.img") as writer:
+        handle = writer.add_bytes(b"abc")
+        with writer.discards_deferred():
+            writer.discard(handle)
+            with writer.discards_deferred():   # nested: still held
+                pass
+            assert not writer.failed
+        # Now discarded: a tree that still names the data is refused.
+        with pytest.raises(ImageError, match="discarded"):
+            writer.commit(_file_root(handle))
+    with Ext4Writer(tmp_path / "kept.img") as writer:
+        handle = writer.add_bytes(b"abc")
+        with writer.discards_deferred():
+            writer.discard(handle)
+            writer.commit(_file_root(handle))   # the data is not gone yet

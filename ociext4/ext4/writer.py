@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import time
 import uuid as uuidlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Self
@@ -68,6 +70,7 @@ class Ext4Writer:
             raise ImageError(f"{self.path}: size {self.options.size} is below 1 MiB")
         planning.check_timestamp(self.options.timestamp)
         self._out = Output(self.path)
+        self._deferred: list[int] | None = None
         self._fd: int | None = self._out.fd
         if self.options.verity and self._out.is_device:
             self.abort()
@@ -199,15 +202,34 @@ class Ext4Writer:
         return h
 
     def discard(self, handle: int) -> None:
+        if self._deferred is not None:
+            self._deferred.append(handle)
+            return
         self._check(lib.oe_file_discard(self._w, handle))
+
+    @contextmanager
+    def discards_deferred(self) -> Iterator[None]:
+        """Holds discards back while file data is written on another thread
+        (ociext4.layers): the C writer is not shared between threads, and a
+        discard only matters at the commit."""
+        if self._deferred is not None:
+            yield
+            return
+        self._deferred = []
+        try:
+            yield
+        finally:
+            held, self._deferred = self._deferred, None
+            if not self.failed:
+                for handle in held:
+                    self.discard(handle)
 
     def check_xattrs(self, xattrs: dict[str, bytes]) -> None:
         """Raises SourceError if the xattrs cannot be stored on one inode."""
-        if self.failed:
-            raise self.error()
         packed = xattr_codec.pack(xattrs)
-        if lib.oe_xattrs_check(self._w, ffi.from_buffer(packed), len(packed)) != 0:
-            raise SourceError(ffi.string(lib.oe_error(self._w)).decode())
+        err = ffi.new("char[]", 160)
+        if lib.oe_xattrs_check(ffi.from_buffer(packed), len(packed), err, 160) != 0:
+            raise SourceError(ffi.string(err).decode())
 
     def release(self, node: Inode) -> None:
         """Frees the data of a file that lost its last name (Tree's on_release)."""
