@@ -263,3 +263,4 @@ class _Feeder:
                 self._queue.get(timeout=0.1)
             except queue.Empty:
                 pass
+        self._thread.join()
