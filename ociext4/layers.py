@@ -10,15 +10,17 @@ import io
 import struct
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from .blobs import HashedBlob
 from .compression import decompressed
+from .digests import check_diff_id
 from .errors import SourceError
 from .ext4._writer import ffi, lib
 from .ext4.records import TAR_ENTRY
 from .ext4.writer import Ext4Writer
-from .hashing import BackgroundHash
+from .hashing import LayerDigests
 from .prefetch import Prefetch
 
 CHUNK = 1 << 20
@@ -66,6 +68,9 @@ class LayerStats:
     entries: int = 0
     seconds: float = 0.0
     compression: str = ""
+    # The layer's digests, when layer_pieces() found a blob that hashes its
+    # tar: read_entries() then takes the diff_id from them.
+    digests: LayerDigests | None = field(default=None, repr=False, compare=False)
 
 
 class _Counting(io.RawIOBase):
@@ -132,10 +137,16 @@ def _decode(tar: object, count: int) -> Iterator[TarEntry]:
 def layer_pieces(stream: BinaryIO, name: str, stats: LayerStats,
                  chunk: int = CHUNK) -> Iterator[bytes]:
     """A (possibly compressed) tar stream as decompressed pieces of at most
-    `chunk` bytes; `stats` counts the bytes read and names the compression."""
+    `chunk` bytes; `stats` counts the bytes read and names the compression.
+    A HashedBlob's pieces are hashed (with the blob) as they are inflated."""
     raw = io.BufferedReader(_Counting(stream, stats), CHUNK)
     stats.compression, pieces = decompressed(raw, name, chunk)
-    return pieces
+    if not isinstance(stream, HashedBlob):
+        return pieces
+    stats.digests = stream.digests
+    # Plain pieces are every byte of the blob read from its start, so the
+    # tar's digest is the blob's too, once they have all been read.
+    return stream.digests.feed(pieces, same_as_blob=stats.compression == "plain")
 
 
 def read_entries(stream: BinaryIO | None, name: str, writer: Ext4Writer,
@@ -168,26 +179,30 @@ def read_entries(stream: BinaryIO | None, name: str, writer: Ext4Writer,
                 raise writer.error()
             raise SourceError(f"{name}: {ffi.string(lib.oe_tar_error(tar)).decode()}")
 
-    digest = BackgroundHash() if diff_id is not None else None
+    digests = own = None
+    if diff_id is not None:
+        digests = stats.digests
+        if digests is None:  # pieces nobody hashes yet: the tar alone, here
+            digests = own = LayerDigests(None)
+            pieces = own.feed(pieces, same_as_blob=False)
     # Inflating runs a piece ahead on another thread while this one parses
     # and writes: the two halves of the work take about as long as each other.
     try:
         with Prefetch(pieces) as ahead:
-            yield from _feed(ahead, tar, check, digest, stats, started, budget, name)
+            yield from _feed(ahead, tar, check, stats, started, budget, name)
+        if digests is not None:
+            assert diff_id is not None
+            check_diff_id(name, diff_id, digests.tar_digest())
     finally:
-        if digest is not None:
-            digest.close()
-    if digest is not None and "sha256:" + digest.hexdigest() != diff_id:
-        raise SourceError(f"{name}: uncompressed layer does not match diff_id {diff_id}")
+        if own is not None:
+            own.stop()
 
 
 def _feed(pieces: Iterable[bytes], tar: Any, check: Callable[[int], None],
-          digest: BackgroundHash | None, stats: LayerStats, started: float,
+          stats: LayerStats, started: float,
           budget: Budget, name: str) -> Iterator[TarEntry]:
     for piece in pieces:
         budget.spend(name, len(piece), 0)
-        if digest is not None:
-            digest.update(piece)
         stats.bytes_out += len(piece)
         check(lib.oe_tar_feed(tar, ffi.from_buffer(piece), len(piece)))
         count = lib.oe_tar_count(tar)
