@@ -4,6 +4,7 @@ layer's blob and tar on one thread, and a flipped byte still refused."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -14,10 +15,13 @@ import pytest
 from cli_helpers import ociext4
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ocilayouts import make_docker_archive, make_layout, member
+from ocilayouts import layer_tar, make_docker_archive, make_layout, member
 
 from ociext4.blobs import Window
+from ociext4.errors import SourceError
+from ociext4.ext4 import Ext4Options, Ext4Writer
 from ociext4.hashing import AUTO, PORTABLE, SHA_NI, LayerDigests, Sha256, update_pair
+from ociext4.layers import read_entries
 
 IMPLS = [pytest.param(PORTABLE, id="portable"),
          pytest.param(SHA_NI, id="sha-ni", marks=pytest.mark.skipif(
@@ -213,3 +217,17 @@ def test_a_flipped_byte_in_a_legacy_docker_layer_is_refused_by_its_diff_id(tmp_p
     img = tmp_path / "out.img"
     _refused(ociext4("unpack", f"docker-archive:{archive}", img, check=False), img,
              "uncompressed layer does not match diff_id sha256:")
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_a_tar_read_straight_from_a_stream_is_held_to_its_diff_id(tmp_path, gz):
+    """read_entries on a stream no source hashes (a caller's own): the tar
+    is hashed there, and only the right diff_id passes."""
+    tar = layer_tar(LAYER)
+    blob = gzip.compress(tar) if gz else tar
+    with Ext4Writer(tmp_path / "a.img", Ext4Options(fsync=False)) as w:
+        got = [e.name for e in read_entries(io.BytesIO(blob), "t", w, chunk=4096,
+                                            diff_id="sha256:" + sha(tar))]
+        assert got == [b"a", b"b"]
+        with pytest.raises(SourceError, match="^t: uncompressed layer does not match diff_id"):
+            list(read_entries(io.BytesIO(blob), "t", w, diff_id="sha256:" + sha(blob + b"x")))
