@@ -15,6 +15,9 @@ from .errors import SourceError
 from .hashing import LayerDigests
 from .model import Layer
 
+# What a layer blob is read through: a file, or a raw stream over one.
+Stream = BinaryIO | io.RawIOBase
+
 
 def check_blob(name: str, layer: Layer, size: int, digest: str) -> None:
     """Raises unless a layer blob read whole had the size and digest its
@@ -87,7 +90,7 @@ class LayerBlob:
     is still being read."""
 
     layer: Layer
-    stream: BinaryIO
+    stream: Stream
     check: Callable[[], None] | None = None
     on_close: Callable[[], None] | None = None
 

@@ -11,9 +11,9 @@ import struct
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any
 
-from .blobs import HashedBlob
+from .blobs import HashedBlob, Stream
 from .compression import decompressed
 from .digests import check_diff_id
 from .errors import SourceError
@@ -134,7 +134,7 @@ def _decode(tar: object, count: int) -> Iterator[TarEntry]:
             _xattrs(strings[xattr_off:xattr_off + xattr_len]) if xattr_len else {}, offset)
 
 
-def layer_pieces(stream: BinaryIO, name: str, stats: LayerStats,
+def layer_pieces(stream: Stream, name: str, stats: LayerStats,
                  chunk: int = CHUNK) -> Iterator[bytes]:
     """A (possibly compressed) tar stream as decompressed pieces of at most
     `chunk` bytes; `stats` counts the bytes read and names the compression.
@@ -149,7 +149,7 @@ def layer_pieces(stream: BinaryIO, name: str, stats: LayerStats,
     return stream.digests.feed(pieces, same_as_blob=stats.compression == "plain")
 
 
-def read_entries(stream: BinaryIO | None, name: str, writer: Ext4Writer,
+def read_entries(stream: Stream | None, name: str, writer: Ext4Writer,
                  limits: Limits | None = None, chunk: int = CHUNK,
                  diff_id: str | None = None, stats: LayerStats | None = None,
                  budget: Budget | None = None,
