@@ -144,7 +144,7 @@ class LayerDigests:
         """The blob's size and digest, read to its end if the tar stopped
         short; OSError if it could not be read."""
         self._send_last(_FINISH)
-        self._join()
+        self._thread.join()
         if self._crash is not None:
             raise self._crash
         if self._error is not None:
@@ -162,9 +162,6 @@ class LayerDigests:
     def stop(self) -> None:
         """Gives up (a layer not read to its end, or done with)."""
         self._send_last(_STOP)
-        self._join()
-
-    def _join(self) -> None:
         self._thread.join()
 
     def _put(self, item: object) -> None:
