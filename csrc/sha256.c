@@ -237,22 +237,31 @@ static size_t top_up(oe_sha256 *s, const uint8_t *p, size_t len)
     return take;
 }
 
+/* Completes and compresses a partly filled block from the input, so that
+ * what is left of the input starts on a block boundary (or is all taken). */
+static void drain_pending(oe_sha256 *s, const uint8_t **p, size_t *len)
+{
+    size_t took;
+
+    if (!s->fill || !*len)
+        return;
+    took = top_up(s, *p, *len);
+    *p += took;
+    *len -= took;
+    if (s->fill < OE_SHA256_BLOCK)
+        return;
+    s->impl->compress(s->state, s->pending, 1);
+    s->fill = 0;
+}
+
 void oe_sha256_update(oe_sha256 *s, const void *data, size_t len)
 {
     const uint8_t *p = data;
     size_t whole;
 
+    drain_pending(s, &p, &len);
     if (!len)
         return;
-    if (s->fill) {
-        size_t took = top_up(s, p, len);
-        p += took;
-        len -= took;
-        if (s->fill < OE_SHA256_BLOCK)
-            return;
-        s->impl->compress(s->state, s->pending, 1);
-        s->fill = 0;
-    }
     whole = len / OE_SHA256_BLOCK;
     if (whole)
         s->impl->compress(s->state, p, whole);
@@ -260,6 +269,35 @@ void oe_sha256_update(oe_sha256 *s, const void *data, size_t len)
     p += whole * OE_SHA256_BLOCK;
     len -= whole * OE_SHA256_BLOCK;
     top_up(s, p, len);
+}
+
+void oe_sha256_update2(oe_sha256 *a, const void *da, size_t la,
+                       oe_sha256 *b, const void *db, size_t lb)
+{
+    const uint8_t *pa = da, *pb = db;
+    size_t whole;
+
+    if (a == b || a->impl != b->impl) {
+        oe_sha256_update(a, pa, la);
+        oe_sha256_update(b, pb, lb);
+        return;
+    }
+    drain_pending(a, &pa, &la);
+    drain_pending(b, &pb, &lb);
+    /* Input left means the pending block was emptied: both start on a
+     * block boundary, so their common whole blocks go through together. */
+    whole = (la < lb ? la : lb) / OE_SHA256_BLOCK;
+    if (whole) {
+        a->impl->compress2(a->state, b->state, pa, pb, whole);
+        a->total += whole * OE_SHA256_BLOCK;
+        b->total += whole * OE_SHA256_BLOCK;
+        pa += whole * OE_SHA256_BLOCK;
+        pb += whole * OE_SHA256_BLOCK;
+        la -= whole * OE_SHA256_BLOCK;
+        lb -= whole * OE_SHA256_BLOCK;
+    }
+    oe_sha256_update(a, pa, la);
+    oe_sha256_update(b, pb, lb);
 }
 
 /* FIPS 180-4 5.1.1: a one bit, zeros, and the length in bits, to a multiple

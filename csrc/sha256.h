@@ -35,6 +35,10 @@ enum { OE_SHA256_AUTO = 0, OE_SHA256_PORTABLE = 1, OE_SHA256_SHANI = 2 };
 const oe_sha256_impl *oe_sha256_pick(int which);
 void oe_sha256_init(oe_sha256 *s, const oe_sha256_impl *impl);
 void oe_sha256_update(oe_sha256 *s, const void *data, size_t len);
+/* `la` bytes of one message into `a` and `lb` of another into `b` (two
+ * contexts, not one), the blocks both have compressed side by side. */
+void oe_sha256_update2(oe_sha256 *a, const void *da, size_t la,
+                       oe_sha256 *b, const void *db, size_t lb);
 void oe_sha256_final(oe_sha256 *s, uint8_t out[OE_SHA256_DIGEST]);
 /* The digests of prefix || a and prefix || b, `len` bytes each, where
  * `prefix` is a context that has hashed the common prefix: dm-verity's

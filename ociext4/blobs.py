@@ -1,20 +1,22 @@
 """Layer blobs as sources hand them over: a stream to read, and a check of
-its size and digest once it has been read to the end."""
+its size and digest once it has been read to the end (hashed beside the
+layer's tar: see ociext4.hashing.LayerDigests)."""
 
 from __future__ import annotations
 
-import hashlib
 import io
-import threading
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, BinaryIO
 
 from .digests import check_bytes
 from .errors import SourceError
-from .hashing import BackgroundHash
+from .hashing import LayerDigests
 from .model import Layer
+
+# What a layer blob is read through: a file, or a raw stream over one.
+Stream = BinaryIO | io.RawIOBase
 
 
 def check_blob(name: str, layer: Layer, size: int, digest: str) -> None:
@@ -23,74 +25,61 @@ def check_blob(name: str, layer: Layer, size: int, digest: str) -> None:
     check_bytes(f"{name}: layer {layer.digest}", layer.digest, layer.size, size, digest)
 
 
-class VerifyingReader(io.RawIOBase):
-    """Reads a blob and checks its size and digest once it is read to the end."""
+class Window(io.RawIOBase):
+    """Bytes [offset, offset + size) of an open file (to its end without a
+    size), read with pread: windows on one file, on any threads, never move
+    each other (or the file's own position)."""
 
-    def __init__(self, f: BinaryIO, layer: Layer, name: str) -> None:
+    def __init__(self, f: BinaryIO | io.RawIOBase, offset: int = 0,
+                 size: int | None = None) -> None:
         super().__init__()
-        self._f, self._layer, self._name = f, layer, name
-        # Hashed on another thread: the reading thread is the one inflating.
-        self._hash = BackgroundHash()
-        self._n = 0
+        self._fd, self._pos = f.fileno(), offset
+        self._end = None if size is None else offset + size
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b: Any) -> int:
-        n = self._f.readinto(b)  # type: ignore[attr-defined]
-        if n:
-            self._hash.update(bytes(memoryview(b)[:n]))
-            self._n += n
-        return n or 0
+        n = len(b) if self._end is None else min(len(b), self._end - self._pos)
+        if n <= 0:
+            return 0
+        got = os.preadv(self._fd, [memoryview(b)[:n]], self._pos)
+        self._pos += got
+        return got
+
+
+class HashedBlob(io.RawIOBase):
+    """A layer blob open for reading, with its LayerDigests: the layer's tar,
+    inflated from it by layers.layer_pieces(), is hashed beside the blob on
+    one thread; check() then compares the blob with its descriptor.  The
+    blob is hashed from `blob()`, a window on the same open file, so what is
+    checked is what was inflated even if the path is replaced meanwhile."""
+
+    def __init__(self, f: io.RawIOBase, layer: Layer, name: str,
+                 blob: Callable[[], io.RawIOBase] | None) -> None:
+        super().__init__()
+        self._f, self._layer, self._name = f, layer, name
+        self.digests = LayerDigests(blob)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        return self._f.readinto(b) or 0
 
     def close(self) -> None:
-        self._hash.close()
+        # The digests' thread reads the same file: it stops first.
+        self.digests.stop()
+        self._f.close()
         super().close()
 
     def check(self) -> None:
-        buf = bytearray(1 << 20)
-        while self.readinto(buf):
-            pass
-        check_blob(self._name, self._layer, self._n, "sha256:" + self._hash.hexdigest())
-
-
-class BlobCheck:
-    """Checks a blob file's size and digest on a thread of its own, reading
-    the file by itself.  The thread that inflates the layer then reads the
-    file undisturbed: handing it every piece to hash would make it wait
-    whenever the hashing falls behind, and it is the one the others wait for."""
-
-    def __init__(self, path: Path, layer: Layer, name: str) -> None:
-        self._path, self._layer, self._name = path, layer, name
-        self._size = 0
-        self._digest = ""
-        self._error: OSError | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        h = hashlib.sha256()
         try:
-            with open(self._path, "rb", buffering=0) as f:
-                while not self._stop.is_set() and (piece := f.read(1 << 20)):
-                    h.update(piece)
-                    self._size += len(piece)
+            size, digest = self.digests.blob_digest()
         except OSError as e:
-            self._error = e
-        self._digest = "sha256:" + h.hexdigest()
-
-    def stop(self) -> None:
-        """Gives up early: the layer was not read to its end."""
-        self._stop.set()
-        self._thread.join()
-
-    def check(self) -> None:
-        self._thread.join()
-        if self._error is not None:
             raise SourceError(f"{self._name}: layer {self._layer.digest}: "
-                              f"{self._error.strerror or self._error}")
-        check_blob(self._name, self._layer, self._size, self._digest)
+                              f"{e.strerror or e}") from None
+        check_blob(self._name, self._layer, size, digest)
 
 
 @dataclass
@@ -101,7 +90,7 @@ class LayerBlob:
     is still being read."""
 
     layer: Layer
-    stream: BinaryIO
+    stream: Stream
     check: Callable[[], None] | None = None
     on_close: Callable[[], None] | None = None
 

@@ -47,5 +47,12 @@ def check_bytes(what: str, digest: str, size: int | None, got_size: int, got_dig
         raise DigestMismatch(f"{what} does not match its digest (the bytes hash to {got_digest})")
 
 
+def check_diff_id(name: str, diff_id: str, got_digest: str) -> None:
+    """Raises SourceError unless a layer's uncompressed tar, hashing to
+    `got_digest`, is the one its config's diff_id names."""
+    if got_digest != diff_id:
+        raise SourceError(f"{name}: uncompressed layer does not match diff_id {diff_id}")
+
+
 def check_data(what: str, digest: str, size: int | None, data: bytes) -> None:
     check_bytes(what, digest, size, len(data), digest_of(data))

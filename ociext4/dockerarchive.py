@@ -5,41 +5,19 @@ of several images is read by `NAME:TAG` or by `@INDEX`, as skopeo does."""
 
 from __future__ import annotations
 
-import io
-import os
 import posixpath
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
-from .blobs import LayerBlob, VerifyingReader
+from .blobs import HashedBlob, LayerBlob, Window
 from .digests import digest_of
 from .errors import DocumentError, SourceError
 from .model import MAX_JSON, Image, Layer, Platform, fields, parse_config, parse_json
 from .source import SourceBase, check_platform
 
 MAX_LINK_HOPS = 40
-
-
-class _Slice(io.RawIOBase):
-    """A window of a file, read with pread so many windows can share it."""
-
-    def __init__(self, f: BinaryIO, offset: int, size: int) -> None:
-        super().__init__()
-        self._f, self._pos, self._end = f, offset, offset + size
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        n = min(len(b), self._end - self._pos)
-        if n <= 0:
-            return 0
-        # pread: layers of one archive may be read on different threads.
-        got = os.preadv(self._f.fileno(), [memoryview(b)[:n]], self._pos)
-        self._pos += got
-        return got
 
 
 def _normal_name(name: str) -> str:
@@ -93,12 +71,13 @@ class DockerArchive(SourceBase):
             name = self._links[name]
         raise SourceError(f"{self.path}: too many levels of links at {name!r}")
 
-    def _open(self, name: str) -> _Slice:
+    def _open(self, name: str) -> Window:
+        # pread windows: layers of one archive may be read on different threads.
         try:
             offset, size = self._members[self._resolve(name)]
         except KeyError:
             raise SourceError(f"{self.path}: archive has no member {name!r}") from None
-        return _Slice(self._f, offset, size)
+        return Window(self._f, offset, size)
 
     def _read(self, name: str) -> bytes:
         data = self._open(name).read(MAX_JSON + 1)
@@ -170,7 +149,8 @@ class DockerArchive(SourceBase):
         for layer in image.layers:
             stream = self._open(layer.member)
             if layer.digest:
-                reader = VerifyingReader(stream, layer, str(self.path))  # type: ignore[arg-type]
-                yield LayerBlob(layer, reader, reader.check, reader.close)  # type: ignore[arg-type]
+                blob = HashedBlob(stream, layer, str(self.path),
+                                  lambda member=layer.member: self._open(member))
+                yield LayerBlob(layer, blob, blob.check, blob.close)
             else:
-                yield LayerBlob(layer, stream, None, stream.close)  # type: ignore[arg-type]
+                yield LayerBlob(layer, stream, None, stream.close)

@@ -13,15 +13,17 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any, BinaryIO
+from dataclasses import dataclass, field
+from typing import Any
 
+from .blobs import HashedBlob, Stream
 from .compression import decompressed
+from .digests import check_diff_id
 from .errors import SourceError
 from .ext4._writer import ffi, lib
 from .ext4.records import TAR_ENTRY
 from .ext4.writer import Ext4Writer
-from .hashing import BackgroundHash
+from .hashing import LayerDigests
 from .prefetch import Prefetch
 
 CHUNK = 1 << 20
@@ -69,6 +71,9 @@ class LayerStats:
     entries: int = 0
     seconds: float = 0.0
     compression: str = ""
+    # The layer's digests, when layer_pieces() found a blob that hashes its
+    # tar: read_entries() then takes the diff_id from them.
+    digests: LayerDigests | None = field(default=None, repr=False, compare=False)
 
 
 class _Counting(io.RawIOBase):
@@ -130,16 +135,22 @@ def _decode(raw: bytes, strings: bytes) -> Iterator[TarEntry]:
             _xattrs(strings[xattr_off:xattr_off + xattr_len]) if xattr_len else {}, offset)
 
 
-def layer_pieces(stream: BinaryIO, name: str, stats: LayerStats,
+def layer_pieces(stream: Stream, name: str, stats: LayerStats,
                  chunk: int = CHUNK) -> Iterator[bytes]:
     """A (possibly compressed) tar stream as decompressed pieces of at most
-    `chunk` bytes; `stats` counts the bytes read and names the compression."""
+    `chunk` bytes; `stats` counts the bytes read and names the compression.
+    A HashedBlob's pieces are hashed (with the blob) as they are inflated."""
     raw = io.BufferedReader(_Counting(stream, stats), CHUNK)
     stats.compression, pieces = decompressed(raw, name, chunk)
-    return pieces
+    if not isinstance(stream, HashedBlob):
+        return pieces
+    stats.digests = stream.digests
+    # Plain pieces are every byte of the blob read from its start, so the
+    # tar's digest is the blob's too, once they have all been read.
+    return stream.digests.feed(pieces, same_as_blob=stats.compression == "plain")
 
 
-def read_entries(stream: BinaryIO | None, name: str, writer: Ext4Writer,
+def read_entries(stream: Stream | None, name: str, writer: Ext4Writer,
                  limits: Limits | None = None, chunk: int = CHUNK,
                  diff_id: str | None = None, stats: LayerStats | None = None,
                  budget: Budget | None = None,
@@ -169,20 +180,26 @@ def read_entries(stream: BinaryIO | None, name: str, writer: Ext4Writer,
                 raise writer.error()
             raise SourceError(f"{name}: {ffi.string(lib.oe_tar_error(tar)).decode()}")
 
-    digest = BackgroundHash() if diff_id is not None else None
+    digests = own = None
+    if diff_id is not None:
+        digests = stats.digests
+        if digests is None:  # pieces nobody hashes yet: the tar alone, here
+            digests = own = LayerDigests(None)
+            pieces = own.feed(pieces, same_as_blob=False)
     try:
         with Prefetch(pieces) as ahead, writer.discards_deferred():
-            feeder = _Feeder(ahead, tar, check, digest, stats, started, budget, name)
+            feeder = _Feeder(ahead, tar, check, stats, started, budget, name)
             try:
                 for raw, strings in feeder:
                     yield from _decode(raw, strings)
             finally:
                 feeder.close()
+        if digests is not None:
+            assert diff_id is not None
+            check_diff_id(name, diff_id, digests.tar_digest())
     finally:
-        if digest is not None:
-            digest.close()
-    if digest is not None and "sha256:" + digest.hexdigest() != diff_id:
-        raise SourceError(f"{name}: uncompressed layer does not match diff_id {diff_id}")
+        if own is not None:
+            own.stop()
 
 
 _END = object()
@@ -201,9 +218,9 @@ class _Feeder:
     consumer's discards wait (Ext4Writer.discards_deferred)."""
 
     def __init__(self, pieces: Iterable[bytes], tar: Any, check: Callable[[int], None],
-                 digest: BackgroundHash | None, stats: LayerStats, started: float,
-                 budget: Budget, name: str, depth: int = 8) -> None:
-        self._args = (pieces, tar, check, digest, stats, started, budget, name)
+                 stats: LayerStats, started: float, budget: Budget, name: str,
+                 depth: int = 8) -> None:
+        self._args = (pieces, tar, check, stats, started, budget, name)
         self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="ociext4-feed")
@@ -219,14 +236,12 @@ class _Feeder:
         return False
 
     def _run(self) -> None:
-        pieces, tar, check, digest, stats, started, budget, name = self._args
+        pieces, tar, check, stats, started, budget, name = self._args
         try:
             for piece in pieces:
                 if self._stop.is_set():
                     return
                 budget.spend(name, len(piece), 0)
-                if digest is not None:
-                    digest.update(piece)
                 stats.bytes_out += len(piece)
                 check(lib.oe_tar_feed(tar, ffi.from_buffer(piece), len(piece)))
                 count = lib.oe_tar_count(tar)
@@ -241,6 +256,7 @@ class _Feeder:
                         return
                 stats.seconds = time.perf_counter() - started
             check(lib.oe_tar_finish(tar))
+            stats.seconds = time.perf_counter() - started
         except BaseException as e:  # noqa: BLE001 - handed to the consumer, in order
             self._put(e)
             return

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
 
-from .blobs import BlobCheck, LayerBlob
+from .blobs import HashedBlob, LayerBlob, Window
 from .digests import check_data, check_digest
 from .errors import DocumentError, SourceError
 from .model import (
@@ -140,16 +139,10 @@ def layer_blobs(root: Path, image: Image, wait: Callable[[Layer], None] | None =
             wait(layer)
         path = blob_path(root, layer.digest)
         try:
-            f: BinaryIO = open(path, "rb", buffering=1 << 20)  # noqa: SIM115 - LayerBlob.close
+            f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by the HashedBlob
         except FileNotFoundError:
             raise SourceError(f"{root}: layer blob {layer.digest} is missing") from None
-        if not verify:
-            yield LayerBlob(layer, f, None, f.close)
-            continue
-        check = BlobCheck(path, layer, str(root))
-
-        def close(f: BinaryIO = f, check: BlobCheck = check) -> None:
-            check.stop()
-            f.close()
-
-        yield LayerBlob(layer, f, check.check, close)
+        except OSError as e:
+            raise SourceError(f"{path}: {e.strerror or e}") from None
+        blob = HashedBlob(f, layer, str(root), (lambda f=f: Window(f)) if verify else None)
+        yield LayerBlob(layer, blob, blob.check if verify else None, blob.close)

@@ -18,7 +18,6 @@ import contextlib
 import enum
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import secrets
@@ -28,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .digests import digest_of, hex_part
+from .digests import check_bytes, digest_of, hex_part
 from .errors import CacheError, DigestMismatch, DocumentError, SourceError
+from .hashing import Sha256, file_digest
 from .model import Descriptor, Index, Platform, parse_document, parse_index
 from .ocilayout import REF_NAME
 
@@ -102,7 +102,7 @@ class Ingest:
                  lock: _BlobLock) -> None:
         self._store, self.digest, self.size, self.what = store, digest, size, what
         self._lock = lock
-        self._hash = hashlib.sha256()
+        self._hash = Sha256()
         self.path = store.root / "ingest" / f"{hex_part(digest)}.partial"
         try:
             self._f = open(self.path, "a+b")  # noqa: SIM115 - closed in commit/discard
@@ -123,7 +123,7 @@ class Ingest:
                 if self.size is not None and n + len(piece) > self.size:
                     self._f.seek(0)
                     self._f.truncate()
-                    self._hash = hashlib.sha256()
+                    self._hash.reset()
                     return 0
                 self._hash.update(piece)
                 n += len(piece)
@@ -150,20 +150,15 @@ class Ingest:
             self._f.truncate()
         except OSError as e:
             raise write_error(self.path, self.what, e) from None
-        self._hash = hashlib.sha256()
+        self._hash.reset()
         self.offset = self.resumed = 0
 
     def commit(self) -> Path:
         """Check size and digest, make the bytes durable, rename into place."""
         final = self._store.blob_path(self.digest)
         try:
-            got = "sha256:" + self._hash.hexdigest()
-            if self.size is not None and self.offset != self.size:
-                raise DigestMismatch(f"{self.what}: got {self.offset} bytes, its descriptor "
-                                     f"gives {self.size}")
-            if got != self.digest:
-                raise DigestMismatch(f"{self.what}: content does not match its digest "
-                                     f"(got {got})")
+            check_bytes(self.what, self.digest, self.size, self.offset,
+                        "sha256:" + self._hash.hexdigest())
             try:
                 self._f.flush()
                 # A blob under its digest must hold those bytes even after a crash.
@@ -360,16 +355,12 @@ class Store:
         """Rehashes a stored blob; a damaged one is quarantined and described.
         A missing blob is not damaged (it is simply not cached)."""
         path = self.blob_path(digest)
-        h = hashlib.sha256()
-        n = 0
         try:
             with open(path, "rb", buffering=0) as f:
-                while piece := f.read(_CHUNK):
-                    h.update(piece)
-                    n += len(piece)
+                h = file_digest(f)
         except FileNotFoundError:
             return None
-        got = "sha256:" + h.hexdigest()
+        n, got = h.size, "sha256:" + h.hexdigest()
         if size is not None and n != size:
             why = f"it is {n} bytes, its descriptor gives {size}"
         elif got != digest:

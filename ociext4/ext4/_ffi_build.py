@@ -10,6 +10,9 @@ SOURCES = ["writer.c", "commit.c", "extents.c", "dirs.c", "xattrs.c", "inodes.c"
            "layout.c", "groups.c", "super.c", "crc32c.c", "dirhash.c", "tar.c", "boundary.c",
            "sha256.c", "verity.c"]
 HEADERS = ["writer.h", "tar.h", "boundary.h", "verity.h"]
+# SHA-256 contexts for the layer and download digests (ociext4/hashing.py).
+SOURCES += ["hash.c"]
+HEADERS += ["hash.h"]
 # Warnings fail the build in CI (.ci/run sets CI=true) and when
 # OCIEXT4_WERROR=1; an install elsewhere, on a compiler the project was never
 # built with, only shows them.  setup.py uses the same flags for the guest init.
