@@ -14,7 +14,7 @@ from typing import NoReturn
 
 from ociext4 import __version__, tempfiles
 from ociext4.errors import Ociext4Error
-from ociext4.tuning import tune_allocator
+from ociext4.tuning import tune_allocator, tune_http_reads
 
 # name: (module, the function that adds its parser, one line of help).  A
 # command's module loads the library parts it needs, so only the command
@@ -79,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
     tune_allocator()
+    tune_http_reads()
     # An unpack allocates millions of small objects and none of them form
     # cycles; the collector's passes over them cost ~5% of its time.
     gc.freeze()

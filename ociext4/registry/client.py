@@ -17,6 +17,7 @@ import httpx
 
 from ..errors import AuthError, RegistryError, RegistryUnreachable
 from ..store import PullPolicy
+from ..tuning import apply_http_reads
 from .auth import Authenticator, is_loopback
 from .bodies import read_limited
 from .credentials import Credentials, lookup
@@ -101,6 +102,7 @@ class RegistryClient:
             except (OSError, ssl.SSLError) as e:
                 raise RegistryError(f"{self.opts.ca_cert}: not a usable CA bundle ({e})") from None
             verify = ctx
+        apply_http_reads()
         self.http = httpx.Client(verify=verify, follow_redirects=False,
                                  timeout=httpx.Timeout(self.opts.timeout, connect=15.0),
                                  limits=httpx.Limits(max_connections=16),
