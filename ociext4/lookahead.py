@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 from itertools import chain
 from typing import Generic, TypeVar
 
+from .tuning import trim_heap
+
 T = TypeVar("T")
 
 NICE = 10            # below the threads the current layer waits for
@@ -94,7 +96,7 @@ class Lookahead(Generic[T]):
         tail: Iterator[bytes] = iter(()) if self._ended else rest
         if self._error is not None:
             tail = chain(tail, _raising(self._error))
-        return handle, chain(held, tail)
+        return handle, chain(_handing_over(held), tail)
 
     def cancel(self) -> None:
         """Gives up without waiting: the thread stops after its piece (or
@@ -111,6 +113,19 @@ class Lookahead(Generic[T]):
             self._released = True
             self._held = []
         self._release(self._opened[0])
+
+
+def _handing_over(held: list[bytes]) -> Iterator[bytes]:
+    """The held pieces, each let go of as it is handed over, then their
+    memory back to the system.  They were made on the lookahead's thread,
+    and the pieces inflated after them on another thread come from another
+    malloc arena, which does not reuse theirs: without the trim the freed
+    pieces stay counted while the layer is applied (at a million entries
+    the peak was the next layer's, 30 MB higher)."""
+    held.reverse()
+    while held:
+        yield held.pop()
+    trim_heap()
 
 
 def _raising(error: BaseException) -> Iterator[bytes]:

@@ -91,3 +91,26 @@ def test_a_taken_layer_is_not_released_by_a_later_cancel():
     ahead.take()
     ahead.cancel()
     assert released == []
+
+
+class _Piece(bytearray):
+    """A piece that can be watched for being let go of."""
+
+
+def test_held_pieces_are_let_go_of_as_they_are_handed_over():
+    import gc
+    import weakref
+
+    def pieces() -> Iterator[bytes]:
+        for i in range(3):
+            yield _Piece(bytes([i]) * 10)
+
+    ahead = Lookahead(lambda: ("h", pieces()), release=lambda h: None, budget=1 << 20)
+    _, taken = ahead.take()
+    first = next(taken)
+    gone = weakref.ref(first)
+    del first
+    second = next(taken)
+    gc.collect()
+    assert gone() is None            # the lookahead kept no reference to it
+    assert second[0] == 1 and [p[0] for p in taken] == [2]

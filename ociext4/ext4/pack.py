@@ -20,18 +20,17 @@ more at the packing's start).  The arrays come out the same either way.
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import hashlib
 import mmap
 import struct
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import ImageError
 from ..tree import S_IFDIR, S_IFLNK, S_IFREG, Inode, new_dir
+from ..tuning import trim_heap
 from . import plan as planning
 from . import records
 from . import xattrs as xattr_codec
@@ -64,14 +63,6 @@ class Packed:
     digest: hashlib._Hash    # sha256 of the records as _DIGESTED lays them out
 
 
-def _malloc_trim() -> Callable[[int], int] | None:
-    try:
-        return ctypes.CDLL(None).malloc_trim  # type: ignore[no-any-return]
-    except (OSError, AttributeError):
-        return None   # not glibc
-
-
-_TRIM = _malloc_trim()
 _TRIM_EVERY = 1 << 16     # records packed between two trims (6 MiB of records)
 
 
@@ -85,8 +76,7 @@ def _give_back() -> None:
     allocator tuning (ociext4.tuning) otherwise keeps for the next piece:
     there is none once the layers are read."""
     gc.collect()
-    if _TRIM is not None:
-        _TRIM(0)
+    trim_heap()
 
 
 def _zeroed(size: int) -> Buffer:
@@ -265,10 +255,10 @@ def pack_tree(root: Inode, timestamp: int) -> Packed:
         # among them, which no one else holds.  (Cleared, not replaced: a
         # new dict would be one more object keeping an arena alive.)
         children.clear()
-        if packer.next >= trim_at and _TRIM is not None:
+        if packer.next >= trim_at:
             # Directories' tables are malloc's, kept by the allocator
             # tuning until trimmed: hand them back as the records grow.
-            _TRIM(0)
+            trim_heap()
             trim_at = packer.next + _TRIM_EVERY
     if packer.next != numbering.count:
         raise ImageError("the tree changed while it was packed")
