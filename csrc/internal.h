@@ -16,7 +16,7 @@
 #define OE_DESC_SIZE ((uint32_t)EXT4_MIN_DESC_SIZE_64BIT)
 #define OE_FIRST_INO ((uint32_t)EXT4_GOOD_OLD_FIRST_INO)
 #define OE_MAX_EXTENT_LEN EXT_INIT_MAX_LEN
-#define OE_BUF_BLOCKS 2048u        /* 8 MiB of sequential output */
+#define OE_BUF_BLOCKS 512u         /* 2 MiB of sequential output: held all the unpack long */
 #define OE_DIRECT_MIN (64u << 10)  /* shorter pieces are gathered in the buffer */
 
 typedef struct {
