@@ -101,6 +101,8 @@ static inline const oe_extent *oe_file_extents(const oe_writer *w, const oe_file
         return tmp;
     }
     *count = f->count;
+    if (!f->count)
+        return tmp;     /* nothing to read there, and w->ext may still be NULL */
     return w->ext + f->at;
 }
 
