@@ -30,9 +30,11 @@ static int fill_block_bitmaps(oe_ctx *c, const oe_layout *L, uint8_t *bbm)
     /* Data no inode kept (a later layer deleted or replaced it) is freed
      * and punched out of the file. */
     for (k = 0; k < w->n_files; k++) {
-        const oe_file *f = &w->files[k];
-        for (uint64_t e = 0; e < f->ext_count; e++) {
-            const oe_extent *x = &w->ext[f->ext_first + e];
+        oe_extent one;
+        uint32_t count;
+        const oe_extent *ext = oe_file_extents(w, &w->files[k], &one, &count);
+        for (uint32_t e = 0; e < count; e++) {
+            const oe_extent *x = &ext[e];
             if (c->referenced[k])
                 mark(bbm, x->pblk, x->len);
             else if (fallocate(w->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,

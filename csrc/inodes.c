@@ -33,15 +33,20 @@ static int check_range(oe_ctx *c, uint64_t off, uint64_t len, const char *what, 
  * rebuilt when the table is written. */
 static int describe_regular(oe_ctx *c, uint32_t k, const oe_file *f, oe_ino_out *o)
 {
+    oe_extent one;
+    const oe_extent *ext;
+    uint32_t count;
+
     o->size = c->inodes[k].size;
     o->flags = EXT4_EXTENTS_FL;
     if (!f) {
         oe_put_empty_extent_root(o->iblock);
         return 0;
     }
-    for (uint32_t e = 0; e < f->ext_count; e++)
-        o->blocks += c->w->ext[f->ext_first + e].len;
-    return oe_build_extent_tree(c, oe_rec_ino(k), c->w->ext + f->ext_first, f->ext_count, o);
+    ext = oe_file_extents(c->w, f, &one, &count);
+    for (uint32_t e = 0; e < count; e++)
+        o->blocks += ext[e].len;
+    return oe_build_extent_tree(c, oe_rec_ino(k), ext, count, o);
 }
 
 static int build_regular(oe_ctx *c, uint32_t k, oe_ino_out *o)
@@ -49,6 +54,8 @@ static int build_regular(oe_ctx *c, uint32_t k, oe_ino_out *o)
     const oe_inode *in = &c->inodes[k];
     const oe_file *f;
     const oe_extent *last;
+    oe_extent one;
+    uint32_t count;
 
     int64_t file = oe_rec_file(in);
 
@@ -60,7 +67,8 @@ static int build_regular(oe_ctx *c, uint32_t k, oe_ino_out *o)
     if (f->open || f->discarded || c->referenced[file])
         return oe_fail(c->w, "record %u: file data is open, discarded or used twice", k);
     c->referenced[file] = 1;
-    last = f->ext_count ? &c->w->ext[f->ext_first + f->ext_count - 1] : NULL;
+    last = oe_file_extents(c->w, f, &one, &count);
+    last = count ? last + count - 1 : NULL;
     if (last && ((uint64_t)last->lblk + last->len - 1) * OE_BLOCK_SIZE >= in->size)
         return oe_fail(c->w, "record %u: size %llu is smaller than its data", k,
                        (unsigned long long)in->size);
@@ -134,7 +142,7 @@ static int rebuildable(const oe_ctx *c, const oe_inode *in)
 {
     switch (in->mode & S_IFMT) {
     case S_IFREG:
-        return oe_rec_file(in) < 0 || c->w->files[oe_rec_file(in)].ext_count <= 4;
+        return oe_rec_file(in) < 0 || oe_file_extent_count(&c->w->files[oe_rec_file(in)]) <= 4;
     case S_IFLNK:
         return oe_rec_target_len(in) < OE_I_BLOCK_BYTES;
     case S_IFCHR:

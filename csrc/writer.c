@@ -313,7 +313,7 @@ static int do_file_begin(oe_writer *w, int64_t *handle)
         return -1;
     f = &w->files[w->n_files];
     memset(f, 0, sizeof *f);
-    f->ext_first = w->n_ext;
+    f->at = w->n_ext;
     f->open = 1;
     w->cur = (int64_t)w->n_files;
     w->cur_pos = 0;
@@ -322,12 +322,34 @@ static int do_file_begin(oe_writer *w, int64_t *handle)
     return 0;
 }
 
-/* After an append to the open file's extents. */
-static int count_extents(oe_writer *w, oe_file *f)
+/* Adds blocks to the open file, merging them with its last extent as
+ * oe_extents_append does, so the extents are the same wherever they are
+ * kept.  A first extent from block 0 stays in the record; a second one moves
+ * it to oe_writer.ext, where the open file's extents are always the last. */
+static int file_append(oe_writer *w, uint32_t lblk, uint64_t pblk, uint64_t len)
 {
-    if (w->n_ext - f->ext_first > UINT32_MAX)
+    oe_file *f = &w->files[w->cur];
+
+    if (f->one) {
+        if (lblk == f->count && f->at + f->count == pblk && len <= OE_MAX_EXTENT_LEN - f->count) {
+            f->count += (uint32_t)len;
+            return 0;
+        }
+        f->one = 0;
+        if (oe_extents_append(&w->ext, &w->n_ext, &w->cap_ext, w->n_ext, w, 0, f->at, f->count))
+            return -1;
+        f->at = w->n_ext - 1;
+    } else if (f->count == 0 && lblk == 0 && len <= OE_MAX_EXTENT_LEN) {
+        f->one = 1;
+        f->at = pblk;
+        f->count = (uint32_t)len;
+        return 0;
+    }
+    if (oe_extents_append(&w->ext, &w->n_ext, &w->cap_ext, f->at, w, lblk, pblk, len))
+        return -1;
+    if (w->n_ext - f->at > UINT32_MAX)
         return oe_fail(w, "a file of more than %u extents", (unsigned)UINT32_MAX);
-    f->ext_count = (uint32_t)(w->n_ext - f->ext_first);
+    f->count = (uint32_t)(w->n_ext - f->at);
     return 0;
 }
 
@@ -335,12 +357,15 @@ static int count_extents(oe_writer *w, oe_file *f)
  * is already allocated; *room says how many bytes follow it there. */
 static uint8_t *tail_block(oe_writer *w, oe_file *f, uint64_t pos, uint64_t *room)
 {
-    oe_extent *e;
+    oe_extent tmp;
+    const oe_extent *e;
+    uint32_t count;
     uint64_t lblk = pos / OE_BLOCK_SIZE, pblk, end;
 
-    if (!f->ext_count)
+    e = oe_file_extents(w, f, &tmp, &count);
+    if (!count)
         return NULL;
-    e = &w->ext[f->ext_first + f->ext_count - 1];
+    e += count - 1;
     if (lblk < e->lblk || lblk >= (uint64_t)e->lblk + e->len)
         return NULL;
     pblk = e->pblk + (lblk - e->lblk);
@@ -392,10 +417,7 @@ static int reserve(oe_writer *w, oe_file *f, uint8_t **dst, uint64_t *len)
     want = (in + *len + OE_BLOCK_SIZE - 1) / OE_BLOCK_SIZE;
     if (oe_alloc_run(w, want, 0, &pblk, &got))
         return -1;
-    if (oe_extents_append(&w->ext, &w->n_ext, &w->cap_ext, f->ext_first, w, (uint32_t)lblk, pblk, got))
-        return -1;
-    f = &w->files[w->cur];
-    if (count_extents(w, f))
+    if (file_append(w, (uint32_t)lblk, pblk, got))
         return -1;
     b = buf_at(w, pblk);
     if (in)
@@ -421,7 +443,6 @@ static oe_file *open_file(oe_writer *w)
 static int write_direct(oe_writer *w, const uint8_t *src, uint64_t len, uint64_t *done)
 {
     uint64_t want = len / OE_BLOCK_SIZE, p, n;
-    oe_file *f;
 
     if (want > OE_MAX_EXTENT_LEN)
         want = OE_MAX_EXTENT_LEN;
@@ -432,12 +453,7 @@ static int write_direct(oe_writer *w, const uint8_t *src, uint64_t len, uint64_t
     w->buf_pblk = w->next;
     if (oe_pwrite_all(w, src, n * OE_BLOCK_SIZE, p * OE_BLOCK_SIZE))
         return -1;
-    f = &w->files[w->cur];
-    if (oe_extents_append(&w->ext, &w->n_ext, &w->cap_ext, f->ext_first, w,
-                          (uint32_t)(w->cur_pos / OE_BLOCK_SIZE), p, n))
-        return -1;
-    f = &w->files[w->cur];
-    if (count_extents(w, f))
+    if (file_append(w, (uint32_t)(w->cur_pos / OE_BLOCK_SIZE), p, n))
         return -1;
     *done = n * OE_BLOCK_SIZE;
     return 0;
@@ -482,7 +498,6 @@ static int copy_direct(oe_writer *w, int fd, uint64_t len)
 
     while (len) {
         uint64_t want = (len + OE_BLOCK_SIZE - 1) / OE_BLOCK_SIZE, p, n, done = 0, room;
-        oe_file *f;
         if (want > OE_MAX_EXTENT_LEN)
             want = OE_MAX_EXTENT_LEN;
         if (oe_flush(w) || oe_reserve_blocks(w, want, 0, &p, &n))
@@ -509,11 +524,7 @@ static int copy_direct(oe_writer *w, int fd, uint64_t len)
             first = 0;
         }
         oe_verity_unseen(w, p, n);
-        f = &w->files[w->cur];
-        if (oe_extents_append(&w->ext, &w->n_ext, &w->cap_ext, f->ext_first, w,
-                              (uint32_t)(w->cur_pos / OE_BLOCK_SIZE), p, n))
-            return -1;
-        if (count_extents(w, f))
+        if (file_append(w, (uint32_t)(w->cur_pos / OE_BLOCK_SIZE), p, n))
             return -1;
         w->cur_pos += done;
         len -= done;

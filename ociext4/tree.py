@@ -110,13 +110,15 @@ class Inode:
     Inodes compare and hash by identity.
 
     Small, for a million of them: mode, uid, gid and mtime share one tuple,
-    and a regular file's size and data handle are one int (88 bytes and one
-    int an inode, from 112 and two).  Not smaller: at 80 bytes inodes would
-    share the allocator's size class with lists and 4-tuples, whose free
-    lists keep scattered blocks, and so the tree's arenas, alive after the
-    tree is freed; so a seventh slot is left spare."""
+    and a regular file's size and data handle are one int (80 bytes and one
+    int an inode, from 112 and two).  At 80 bytes inodes share the
+    allocator's size class with 4- and 5-tuples, so anything of that size
+    kept while the tree lives lands among its inodes and keeps their 1 MiB
+    arena from being handed back when the tree is freed; an unpack keeps
+    none (measured from outside the process: a sampler thread inside it
+    pinned every arena)."""
 
-    __slots__ = ("kind", "_attrs", "_sd", "children", "names", "_rare", "_spare")
+    __slots__ = ("kind", "_attrs", "_sd", "children", "names", "_rare")
 
     def __init__(self, kind: int, mode: int = 0o644, uid: int = 0, gid: int = 0,
                  mtime_ns: int = 0, atime_ns: int | None = None, ctime_ns: int | None = None,

@@ -5,6 +5,7 @@ so may a build script that does nothing else."""
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
 
 _M_MMAP_THRESHOLD, _M_TRIM_THRESHOLD, _M_ARENA_MAX = -3, -1, -8
 
@@ -57,3 +58,23 @@ def apply_http_reads() -> None:
     conn = getattr(http11, "HTTP11Connection", None)
     if conn is not None and isinstance(getattr(conn, "READ_NUM_BYTES", None), int):
         conn.READ_NUM_BYTES = max(conn.READ_NUM_BYTES, HTTP_READ)
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(None).malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None   # not glibc
+
+
+_TRIM = _malloc_trim()
+
+
+def trim_heap() -> None:
+    """Hands the free pages inside malloc's heaps back to the system (glibc's
+    malloc_trim; elsewhere nothing).  Freed memory otherwise stays counted
+    until the heap's top is free, or is kept for reuse by the arena that
+    freed it (one a thread).  Safe for a library to call: it changes no
+    setting, only gives back what no one holds."""
+    if _TRIM is not None:
+        _TRIM(0)

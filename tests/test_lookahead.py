@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ociext4.lookahead import Lookahead
+from ociext4.lookahead import BUDGET, MIN_BUDGET, Lookahead, budget_for
 
 
 def _pieces(n: int, made: list[int], reached: dict[int, threading.Event] | None = None
@@ -91,3 +91,45 @@ def test_a_taken_layer_is_not_released_by_a_later_cancel():
     ahead.take()
     ahead.cancel()
     assert released == []
+
+
+class _Piece(bytearray):
+    """A piece that can be watched for being let go of."""
+
+
+def test_held_pieces_are_let_go_of_as_they_are_handed_over():
+    import gc
+    import weakref
+
+    def pieces() -> Iterator[bytes]:
+        for i in range(3):
+            yield _Piece(bytes([i]) * 10)
+
+    ahead = Lookahead(lambda: ("h", pieces()), release=lambda h: None, budget=1 << 20)
+    _, taken = ahead.take()
+    first = next(taken)
+    gone = weakref.ref(first)
+    del first
+    second = next(taken)
+    gc.collect()
+    assert gone() is None            # the lookahead kept no reference to it
+    assert second[0] == 1 and [p[0] for p in taken] == [2]
+
+
+def test_the_budget_may_depend_on_the_layer_opened():
+    made: list[int] = []
+    second = threading.Event()
+    ahead = Lookahead(lambda: (20, _pieces(8, made, {1: second})), release=lambda h: None,
+                      budget=lambda handle: handle)
+    assert second.wait(10)
+    handle, pieces = ahead.take() or (None, iter(()))
+    assert handle == 20
+    assert made == [0, 1]             # 20 bytes: two pieces of 10
+    assert [p[0] for p in pieces] == list(range(8))
+
+
+def test_a_small_blob_is_held_as_far_as_its_size_a_large_one_to_the_cap():
+    assert budget_for(None) == BUDGET
+    assert budget_for(10) == MIN_BUDGET
+    assert budget_for(5 << 20) == 5 << 20
+    assert budget_for(1 << 40) == BUDGET

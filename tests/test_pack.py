@@ -5,7 +5,7 @@ tree a second time in the order of the first and remembers only the inodes
 that can be met twice.  These tests hold it to the straightforward
 numbering it replaced (kept here as the reference): the same records, in
 the same order, byte for byte, for trees with hard links, nested and empty
-directories, symlinks and a lost+found of the image's own.
+directories, symlinks, xattrs and a lost+found of the image's own.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ociext4.ext4 import pack, records
+from ociext4.ext4 import xattrs as xattr_codec
 from ociext4.tree import S_IFDIR, S_IFLNK, S_IFREG, Inode, new_dir
 
 _INODE = records.INODE.struct
@@ -80,16 +81,25 @@ def reference_pack(root: Inode, timestamp: int) -> tuple[bytes, bytes, bytes]:
         elif node.kind == S_IFLNK:
             extra_off, extra_len = len(blob), len(node.target)
             blob += node.target
+        xattr_off = xattr_len = 0
+        if node.xattrs:
+            packed = xattr_codec.pack(dict(node.xattrs))
+            blob += bytes(-len(blob) % 4)
+            xattr_off, xattr_len = len(blob), len(packed)
+            blob += packed
         file = node.data if node.kind == S_IFREG and node.data is not None else -1
         inodes += _OLD.pack(
             node.kind | node.mode, node.uid, node.gid, nlink, *pack._times(node),
-            node.size if node.kind == S_IFREG else 0, file, 0, 0, extra_off, extra_len, 0, 0,
-            first, len(dirents) // _DIRENT.size - first, parents[i],
+            node.size if node.kind == S_IFREG else 0, file, 0, 0, extra_off, extra_len,
+            xattr_len, xattr_off, first, len(dirents) // _DIRENT.size - first, parents[i],
             4 if i == 1 and node is lost_found else 0)
     return bytes(inodes), bytes(dirents), bytes(blob)
 
 
 names = st.sampled_from([b"a", b"b", b"c", b"lost+found", b"zz", b"\xff", b"m" * 20])
+# Values of odd lengths, so that xattrs land on the blob unaligned.
+some_xattrs = st.dictionaries(st.sampled_from(["user.a", "user.bb", "security.ccc"]),
+                              st.binary(max_size=7), max_size=2)
 
 
 @st.composite
@@ -115,11 +125,14 @@ def trees(draw: st.DrawFn) -> Inode:
         else:
             node = Inode(S_IFREG, 0o644, uid=step, size=step, data=step)
             files.append(node)
+        if what != "link":
+            node.xattrs = draw(some_xattrs)
         parent.children[name] = node
         node.names += 1
     if draw(st.booleans()):
         assert root.children is not None
         root.children.setdefault(b"lost+found", new_dir(0o700)).names = 1
+    root.xattrs = draw(some_xattrs)
     return root
 
 
@@ -132,7 +145,8 @@ def copy_tree(root: Inode) -> Inode:
             return made[node]
         new = made[node] = Inode(node.kind, node.mode, node.uid, node.gid, node.mtime_ns,
                                  size=node.size, data=node.data, target=node.target,
-                                 names=node.names, children={} if node.is_dir else None)
+                                 names=node.names, children={} if node.is_dir else None,
+                                 xattrs=node.xattrs)
         if node.children is not None:
             assert new.children is not None
             for name, child in node.children.items():

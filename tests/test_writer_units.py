@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 import subprocess
 
 import pytest
 from ociext4.ext4._writer import ffi, lib
+from support.fscheck import e2fsck_clean
 
 from ociext4.errors import ImageError
 from ociext4.ext4 import Ext4Writer
-from ociext4.tree import new_dir
+from ociext4.tree import S_IFREG, Inode, new_dir
 
 
 def test_a_directory_under_two_names_is_refused_and_nothing_is_left(tmp_path):
@@ -118,8 +120,7 @@ def test_commit_consumes_the_tree_so_it_and_the_records_are_not_held_at_once(tmp
     assert "/empty/" in listing
 
 
-def _file_root(handle: int) -> object:
-    from ociext4.tree import S_IFREG, Inode
+def _file_root(handle: int) -> Inode:
     root = new_dir()
     f = Inode(S_IFREG, size=3, data=handle)
     f.names = 1
@@ -143,3 +144,51 @@ def test_a_discard_held_back_while_data_streams_takes_effect_when_the_stream_end
         with writer.discards_deferred():
             writer.discard(handle)
             writer.commit(_file_root(handle))   # the data is not gone yet
+
+
+def _extents(img: os.PathLike[str], name: str) -> list[tuple[int, int]]:
+    """(first, last) logical block of each leaf extent, as debugfs lists them."""
+    out = subprocess.run(["debugfs", "-R", f"ex /{name}", os.fspath(img)], capture_output=True,
+                         text=True, check=True).stdout
+    return [(int(m[1]), int(m[2])) for m in
+            re.finditer(r"(\d+) - +(\d+) +\d+ - +\d+ +\d+", out)]
+
+
+def test_files_of_one_extent_and_of_several_keep_their_blocks_and_bytes(tmp_path):
+    # The writer keeps a file's extent in its own record while it has one
+    # from block 0, and moves it to the shared array when a second comes
+    # (after a hole, or past an extent's 32768 blocks): every way in and out.
+    long = bytes(range(256)) * (16 * (32768 + 3))        # 32771 blocks of data
+    files = {
+        b"one": [(0, b"x" * 10000)],
+        b"hole-first": [(8192, b"y" * 5000)],
+        b"hole-between": [(0, b"a" * 4096), (3 * 4096, b"b" * 100)],
+        b"long": [(0, long)],
+        b"empty": [],
+    }
+    root = new_dir()
+    img = tmp_path / "out.img"
+    with Ext4Writer(img) as writer:
+        assert root.children is not None
+        for name, chunks in files.items():
+            size = max((off + len(data) for off, data in chunks), default=0)
+            node = Inode(S_IFREG, size=size, data=writer.add_chunks(chunks))
+            node.names = 1
+            root.children[name] = node
+        writer.commit(root)
+    e2fsck_clean(img)
+    assert _extents(img, "one") == [(0, 2)]
+    assert _extents(img, "hole-first") == [(2, 3)]
+    assert _extents(img, "hole-between") == [(0, 0), (3, 3)]
+    assert _extents(img, "empty") == []
+    long_extents = _extents(img, "long")
+    assert len(long_extents) >= 2 and long_extents[0][0] == 0
+    assert all(b[0] == a[1] + 1 for a, b in zip(long_extents, long_extents[1:], strict=False))
+    assert long_extents[-1][1] == 32770
+    for name, chunks in files.items():
+        got = subprocess.run(["debugfs", "-R", f"cat /{name.decode()}", os.fspath(img)],
+                             capture_output=True, check=True).stdout
+        expected = bytearray(max((off + len(data) for off, data in chunks), default=0))
+        for off, data in chunks:
+            expected[off:off + len(data)] = data
+        assert got == expected, name

@@ -8,22 +8,29 @@ once they are written, so the Python tree shrinks while the packed arrays
 is not the two of them side by side.  The numbering keeps no list of the
 records: the packing walks the tree again in the same order, and only the
 inodes that can be met twice (directories, hard links) are remembered.
+
+A directory's listing (its `oe_dirent`s and names) is written when its
+entries are packed, not with its own record: its place in the arrays is
+kept for it then, as if it were written.  The records of a directory's
+subdirectories come before any of their entries, so writing listings with
+the records would copy most of the tree's names while all of it is still
+held (at a million entries in directories of 1000 under the root, 25 MB
+more at the packing's start).  The arrays come out the same either way.
 """
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import hashlib
 import mmap
 import struct
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import ImageError
 from ..tree import S_IFDIR, S_IFLNK, S_IFREG, Inode, new_dir
+from ..tuning import trim_heap
 from . import plan as planning
 from . import records
 from . import xattrs as xattr_codec
@@ -50,20 +57,12 @@ Buffer = bytearray | mmap.mmap
 class Packed:
     inodes: Buffer        # oe_inode records; record 0 is the root
     dirents: Buffer       # oe_dirent records, each directory's together
-    blob: bytearray
+    blob: Buffer | memoryview   # names, symlink targets and xattrs
     count: int            # records
     dirs: int             # of which directories
     digest: hashlib._Hash    # sha256 of the records as _DIGESTED lays them out
 
 
-def _malloc_trim() -> Callable[[int], int] | None:
-    try:
-        return ctypes.CDLL(None).malloc_trim  # type: ignore[no-any-return]
-    except (OSError, AttributeError):
-        return None   # not glibc
-
-
-_TRIM = _malloc_trim()
 _TRIM_EVERY = 1 << 16     # records packed between two trims (6 MiB of records)
 
 
@@ -77,8 +76,7 @@ def _give_back() -> None:
     allocator tuning (ociext4.tuning) otherwise keeps for the next piece:
     there is none once the layers are read."""
     gc.collect()
-    if _TRIM is not None:
-        _TRIM(0)
+    trim_heap()
 
 
 def _zeroed(size: int) -> Buffer:
@@ -110,23 +108,31 @@ class _Numbering:
     """What the packing needs to give every inode its number again, in the
     same order, without a list of a million records: for the inodes that
     can be met twice (directories, inodes with other than one name), their
-    number, each directory's first new child and the names met.
+    number, each directory's first new child, the names met and the
+    subdirectories listed; and, filled by the packing, where each
+    directory's listing goes.
 
     Kept in arrays sorted by the inodes' ids, not in dicts: a dict's values
     are int objects, and the few thousand made after the tree would each
     sit in one of the allocator's 1 MiB arenas among the tree's objects and
     keep it from being given back as the tree is freed."""
 
-    __slots__ = ("ids", "numbers", "first_child", "links", "count", "names")
+    __slots__ = ("ids", "numbers", "first_child", "links", "subdirs", "dirent_at", "name_at",
+                 "count", "names", "blob_max")
 
-    def __init__(self, seen: dict[Inode, tuple[int, int, int]], count: int, names: int) -> None:
+    def __init__(self, seen: dict[Inode, tuple[int, int, int, int]], count: int, names: int,
+                 blob_max: int) -> None:
         rows = sorted((id(node), *row) for node, row in seen.items())
         self.ids = array("Q", (r[0] for r in rows))
         self.numbers = array("I", (r[1] for r in rows))
         self.first_child = array("I", (r[2] for r in rows))
         self.links = array("I", (r[3] for r in rows))
+        self.subdirs = array("I", (r[4] for r in rows))
+        self.dirent_at = array("Q", bytes(8 * len(rows)))
+        self.name_at = array("Q", bytes(8 * len(rows)))
         self.count = count          # records
         self.names = names          # directory entries in all
+        self.blob_max = blob_max    # bytes of blob at most (xattrs' padding may be less)
 
     def row(self, node: Inode) -> int:
         i = bisect_left(self.ids, id(node))
@@ -139,31 +145,46 @@ def _is_plain(node: Inode) -> bool:
     return node.kind != S_IFDIR and node.names == 1
 
 
+def _blob_need(node: Inode) -> int:
+    """Bytes of blob a record takes besides its listing, at most (its
+    xattrs are aligned to 4 bytes wherever they fall)."""
+    need = len(node.target) if node.kind == S_IFLNK else 0
+    if node.has_rare and node.xattrs:
+        need += 3 + len(xattr_codec.pack(node.xattrs))
+    return need
+
+
 def _number(root: Inode, lost_found: Inode) -> _Numbering:
     """Inode order: a directory's entries get consecutive numbers, lost+found
     the first free one; directories are visited depth first, in name order.
     Only directories and inodes with other than one name can be met twice
     (Tree keeps `names` true), so only they go into the identity map: a
     million plain files cost no map slot."""
-    # node -> [number, first new child (directories), names met]
-    seen: dict[Inode, list[int]] = {root: [0, 0, 1]}   # Inodes hash by identity
+    # node -> [number, first new child (directories), names met, subdirectories]
+    seen: dict[Inode, list[int]] = {root: [0, 0, 1, 0]}   # Inodes hash by identity
     count = 1
+    blob = _blob_need(root)
     if lost_found.kind == S_IFDIR:
-        seen[lost_found] = [1, 0, 0]
+        seen[lost_found] = [1, 0, 0, 0]
         count = 2
+        blob += _blob_need(lost_found)
     pending = [root]
     total = 0
     while pending:
         d = pending.pop()
         children = d.children
         assert children is not None
-        seen[d][1] = count
+        row = seen[d]
+        row[1] = count
         total += len(children)
+        blob += sum(map(len, children))
         subdirs = []
         for name in sorted(children):
             child = children[name]
-            if _is_plain(child):
+            if child.names == 1 and child.kind != S_IFDIR:    # _is_plain, inline
                 count += 1
+                if child.has_rare:
+                    blob += _blob_need(child)
                 continue
             row = seen.get(child)
             if child.kind == S_IFDIR:
@@ -171,16 +192,20 @@ def _number(root: Inode, lost_found: Inode) -> _Numbering:
                     if child is not lost_found or d is not root:
                         raise ImageError(f"directory {name!r} has two parents")
                 else:
-                    seen[child] = [count, 0, 0]
+                    seen[child] = [count, 0, 0, 0]
                     count += 1
+                    blob += _blob_need(child)
                 subdirs.append(child)
                 continue
             if row is None:
-                row = seen[child] = [count, 0, 0]
+                row = seen[child] = [count, 0, 0, 0]
                 count += 1
+                blob += _blob_need(child)
             row[2] += 1
+        seen[d][3] = len(subdirs)
         pending.extend(reversed(subdirs))
-    return _Numbering({k: (v[0], v[1], v[2]) for k, v in seen.items()}, count, total)
+    return _Numbering({k: (v[0], v[1], v[2], v[3]) for k, v in seen.items()}, count, total,
+                      blob)
 
 
 def pack_tree(root: Inode, timestamp: int) -> Packed:
@@ -212,6 +237,7 @@ def pack_tree(root: Inode, timestamp: int) -> Packed:
         di, at = numbers[r], first_child[r]
         children = d.children
         assert children is not None
+        packer.listing(d, r)
         subdirs = []
         for name in sorted(children):
             child = children[name]
@@ -229,16 +255,18 @@ def pack_tree(root: Inode, timestamp: int) -> Packed:
         # among them, which no one else holds.  (Cleared, not replaced: a
         # new dict would be one more object keeping an arena alive.)
         children.clear()
-        if packer.next >= trim_at and _TRIM is not None:
+        if packer.next >= trim_at:
             # Directories' tables are malloc's, kept by the allocator
             # tuning until trimmed: hand them back as the records grow.
-            _TRIM(0)
+            trim_heap()
             trim_at = packer.next + _TRIM_EVERY
     if packer.next != numbering.count:
         raise ImageError("the tree changed while it was packed")
     packer.flush_digest()
-    packed = Packed(packer.inodes, packer.dirents, packer.blob, packer.next, packer.dirs,
-                    packer.digest)
+    blob = packer.blob
+    packed = Packed(packer.inodes, packer.dirents,
+                    blob if packer.blob_next == len(blob) else memoryview(blob)[:packer.blob_next],
+                    packer.next, packer.dirs, packer.digest)
     del numbering, packer, row, numbers, first_child, pack
     _give_back()
     return packed
@@ -252,8 +280,9 @@ class _Packer:
         self.lost_found = lost_found
         self.inodes = _zeroed(_INODE.size * numbering.count)
         self.dirents = _zeroed(_DIRENT.size * numbering.names)
-        self.blob = bytearray()          # names, symlink targets and xattrs
-        self.n_dirents = 0
+        self.blob = _zeroed(numbering.blob_max)   # names, symlink targets and xattrs
+        self.blob_next = 0               # the blob's bytes written or kept for a listing
+        self.n_dirents = 0               # dirents written or kept for a listing
         self.dirs = 0
         self.next = 0
         self.digest = hashlib.sha256()
@@ -264,19 +293,33 @@ class _Packer:
         held = self.next % _DIGEST_CHUNK
         self.digest.update(memoryview(self._digested)[:held * _DIGESTED.size])
 
-    def _listing(self, d: Inode) -> int:
-        """Packs a directory's entries (their numbers as _number gave them);
-        returns how many of them are directories."""
+    def _keep_listing(self, d: Inode) -> tuple[int, int]:
+        """Keeps room for a directory's listing where writing it now would
+        put it; returns its first dirent and the row where it is kept."""
+        children = d.children
+        assert children is not None
+        numbering = self.numbering
+        r = numbering.row(d)
+        first = numbering.dirent_at[r] = self.n_dirents
+        numbering.name_at[r] = self.blob_next
+        self.n_dirents += len(children)
+        self.blob_next += sum(map(len, children))
+        return first, r
+
+    def listing(self, d: Inode, r: int) -> None:
+        """Writes a directory's entries (their numbers as _number gave them)
+        where its record kept room for them; `r` is its row."""
         children = d.children
         assert children is not None
         numbering = self.numbering
         row, numbers = numbering.row, numbering.numbers
-        at = numbering.first_child[row(d)]
-        blob, dirents = self.blob, self.dirents
+        at = numbering.first_child[r]
+        n, off = numbering.dirent_at[r], numbering.name_at[r]
+        start = off
+        dirents = self.dirents
         pack_dirent, dirent_size = _DIRENT.pack_into, _DIRENT.size
-        n = self.n_dirents
-        subdirs = 0
-        for name in sorted(children):
+        names = sorted(children)
+        for name in names:
             child = children[name]
             if _is_plain(child):
                 ci = at
@@ -285,20 +328,24 @@ class _Packer:
                 ci = numbers[row(child)]
                 if ci == at:
                     at += 1
-                subdirs += child.kind == S_IFDIR
             if len(name) > 255:
                 raise ImageError(f"name {name[:40]!r}... is longer than 255 bytes")
-            pack_dirent(dirents, n * dirent_size, len(blob), ci, len(name))
+            pack_dirent(dirents, n * dirent_size, off, ci, len(name))
             n += 1
-            blob += name
-        self.n_dirents = n
-        return subdirs
+            off += len(name)
+        self.blob[start:off] = b"".join(names)
+
+    def _append(self, data: bytes) -> int:
+        """Writes bytes at the blob's end; returns where."""
+        at = self.blob_next
+        self.blob[at:at + len(data)] = data
+        self.blob_next = at + len(data)
+        return at
 
     def pack(self, i: int, node: Inode, parent: int) -> None:
         if i != self.next:
             raise ImageError("the tree changed while it was packed")
         self.next += 1
-        blob = self.blob
         kind = node.kind
         dirent_first = self.n_dirents
         extra_off = extra_len = xattr_off = xattr_len = 0
@@ -307,22 +354,21 @@ class _Packer:
         rare = node.has_rare
         if kind == S_IFDIR:
             self.dirs += 1
-            nlink = 2 + self._listing(node)
+            dirent_first, r = self._keep_listing(node)
+            nlink = 2 + self.numbering.subdirs[r]
         else:
             nlink = (1 if node.names == 1 else
                      self.numbering.links[self.numbering.row(node)] or 1)
             if kind == S_IFLNK:
-                extra_off, extra_len = len(blob), len(node.target)
-                blob += node.target
+                extra_off, extra_len = self._append(node.target), len(node.target)
             elif kind == S_IFREG:
                 size, data = node.size_and_data
                 if data is not None:
                     file = data
         if rare and node.xattrs:
             packed = xattr_codec.pack(node.xattrs)
-            blob += bytes(-len(blob) % 4)
-            xattr_off, xattr_len = len(blob), len(packed)
-            blob += packed
+            self.blob_next += -self.blob_next % 4    # zeros already
+            xattr_off, xattr_len = self._append(packed), len(packed)
         perm, uid, gid, mtime = node.attrs
         mode = kind | (perm & 0o7777)
         a_s, c_s, m_s, _, a_ns, c_ns, m_ns, _ = times = _times(node, mtime, rare)

@@ -12,7 +12,7 @@ from ..errors import SourceError
 from ..ext4.writer import Ext4Writer
 from ..flatten import LayerApplier
 from ..layers import Budget, LayerStats, Limits, layer_pieces, read_entries
-from ..lookahead import Lookahead
+from ..lookahead import Lookahead, budget_for
 from ..model import Image, Layer, Platform
 from ..source import ImageSource
 from ..tree import Inode, Tree, new_dir, split_path
@@ -65,7 +65,11 @@ def _flatten(image: Image, blobs: Iterator[LayerBlob], root: str,
 
     # The next layer is opened and starts inflating (on spare CPU, a bounded
     # amount) while this one is applied: see ociext4.lookahead.
-    ahead = Lookahead(open_next, release=lambda handle: handle[0].close())
+    def lookahead() -> Lookahead[tuple[LayerBlob, LayerStats]]:
+        return Lookahead(open_next, release=lambda handle: handle[0].close(),
+                         budget=lambda handle: budget_for(handle[0].layer.size))
+
+    ahead = lookahead()
     current: LayerBlob | None = None
     try:
         for i in range(len(image.layers)):
@@ -73,7 +77,7 @@ def _flatten(image: Image, blobs: Iterator[LayerBlob], root: str,
             if taken is None:
                 break
             (current, st), pieces = taken
-            ahead = Lookahead(open_next, release=lambda handle: handle[0].close())
+            ahead = lookahead()
             stats.append(st)
             try:
                 _apply_layer(tree, current.layer, pieces, st, writer, limits, budget,
