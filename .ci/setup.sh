@@ -84,6 +84,7 @@ apt_packages=(
     cpio
     tmux
     cryptsetup-bin
+    strace          # tests/test_verity.py counts the commit's hole punches
 )
 
 # shellcheck disable=SC2317  # called through quiet()

@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from cli_helpers import dumpe2fs
+from cli_helpers import OCIEXT4, dumpe2fs
 from cli_helpers import ociext4 as cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -368,3 +368,25 @@ def test_an_image_whose_data_are_all_holes_has_veritysetups_tree(tmp_path):
          str(theirs), str(theirs)], capture_output=True, text=True, check=True)
     assert f"Root hash:      \t{v['root_hash']}" in proc.stdout
     assert theirs.read_bytes() == img.read_bytes()
+
+
+def test_files_a_later_layer_deletes_together_are_punched_out_in_one_call(tmp_path):
+    # Each punch is a system call that costs tens of microseconds on a disk
+    # mounted with discard: what lies together goes in one.
+    files = [os.urandom(5000 + i) for i in range(40)]
+    layout = make_layout(tmp_path / "layout", [
+        [member("d", kind=tarfile.DIRTYPE, mode=0o755),
+         *(member(f"d/f{i:02}", data) for i, data in enumerate(files)),
+         member("kept", os.urandom(9000))],
+        [member(".wh.d")]], "gz")
+    img, log = tmp_path / "out.img", tmp_path / "strace.log"
+    subprocess.run(["strace", "-f", "-qq", "-e", "trace=fallocate", "-o", str(log), *OCIEXT4,
+                    "unpack", f"oci:{layout}", str(img), "--verity"], check=True,
+                   capture_output=True)
+    punches = [line for line in log.read_text().splitlines() if "FALLOC_FL_PUNCH_HOLE" in line]
+    assert len(punches) == 1, punches
+    data = img.read_bytes()
+    assert not any(f[:4096] in data for f in files)
+    proc = veritysetup_verify(img, side(img))
+    assert proc.returncode == 0, proc.stderr
+    e2fsck_clean(img)
