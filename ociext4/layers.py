@@ -160,7 +160,10 @@ def read_entries(stream: Stream | None, name: str, writer: Ext4Writer,
     the decompressed stream must hash to it (checked at its end).  `stats`,
     if given, is kept up to date as the layer streams; `budget` carries the
     image's use of its limits from one layer to the next.  `pieces`, from
-    layer_pieces(), replaces `stream` when the layer was opened earlier."""
+    layer_pieces(), replaces `stream` when the layer was opened earlier.
+    The data is written on another thread while the entries are iterated:
+    until the iteration ends, the caller gives `writer` no data of its own
+    (its discards are held back until then)."""
     limits = limits or Limits()
     budget = budget if budget is not None else Budget(limits)
     stats = stats if stats is not None else LayerStats(name)
