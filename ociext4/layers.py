@@ -8,9 +8,7 @@ TarEntry, from batches the reader hands over.
 from __future__ import annotations
 
 import io
-import queue
 import struct
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -190,13 +188,17 @@ def read_entries(stream: Stream | None, name: str, writer: Ext4Writer,
             digests = own = LayerDigests(None)
             pieces = own.feed(pieces, same_as_blob=False)
     try:
-        with Prefetch(pieces) as ahead, writer.discards_deferred():
-            feeder = _Feeder(ahead, tar, check, stats, started, budget, name)
-            try:
-                for raw, strings in feeder:
-                    yield from _decode(raw, strings)
-            finally:
-                feeder.close()
+        # Three stages on two cores: inflating, parsing and writing (both in
+        # C, on the feed thread), and the tree work on the caller's thread.
+        # In a layer of large files the kernel's copy into the image is the
+        # long part, in one of many small files the tree: on one thread they
+        # could not share the second core.  Only the feed thread calls the C
+        # writer until it has stopped; the caller's discards wait till then.
+        with Prefetch(pieces) as ahead, writer.discards_deferred(), \
+                Prefetch(_batches(ahead, tar, check, stats, started, budget, name),
+                         FEED_DEPTH, "ociext4-feed") as batches:
+            for raw, strings in batches:
+                yield from _decode(raw, strings)
         if digests is not None:
             assert diff_id is not None
             check_diff_id(name, diff_id, digests.tar_digest())
@@ -205,81 +207,28 @@ def read_entries(stream: Stream | None, name: str, writer: Ext4Writer,
             own.stop()
 
 
-_END = object()
+FEED_DEPTH = 8   # batches: a piece's entries each
 
 
-class _Feeder:
-    """Parses a layer's pieces and writes their file data (both in C) on a
-    thread of its own, handing each piece's entries over as a batch.  Three
-    stages then overlap on two cores: inflating (the Prefetch thread), this,
-    and the tree work on the consumer's thread.  In a layer of many small
-    files the tree work is the longest stage, and in one of large files
-    this one (the kernel copying the data into the image): on one thread
-    they could not share the second core.
-
-    Only this thread calls the C writer until `close()` returns: the
-    consumer's discards wait (Ext4Writer.discards_deferred)."""
-
-    def __init__(self, pieces: Iterable[bytes], tar: Any, check: Callable[[int], None],
-                 stats: LayerStats, started: float, budget: Budget, name: str,
-                 depth: int = 8) -> None:
-        self._args = (pieces, tar, check, stats, started, budget, name)
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="ociext4-feed")
-        self._thread.start()
-
-    def _put(self, item: object) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _run(self) -> None:
-        pieces, tar, check, stats, started, budget, name = self._args
-        try:
-            for piece in pieces:
-                if self._stop.is_set():
-                    return
-                budget.spend(name, len(piece), 0)
-                stats.bytes_out += len(piece)
-                check(lib.oe_tar_feed(tar, ffi.from_buffer(piece), len(piece)))
-                count = lib.oe_tar_count(tar)
-                if count:
-                    budget.spend(name, 0, count)
-                    stats.entries += count
-                    # Copies: the reader's buffers are reused by the next piece.
-                    batch = (ffi.buffer(lib.oe_tar_entries(tar), count * _ENTRY.size)[:],
-                             ffi.buffer(lib.oe_tar_strings(tar), lib.oe_tar_strings_len(tar))[:])
-                    lib.oe_tar_clear(tar)
-                    if not self._put(batch):
-                        return
-                stats.seconds = time.perf_counter() - started
-            check(lib.oe_tar_finish(tar))
-            stats.seconds = time.perf_counter() - started
-        except BaseException as e:  # noqa: BLE001 - handed to the consumer, in order
-            self._put(e)
-            return
-        self._put(_END)
-
-    def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
-        while True:
-            item = self._queue.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item  # type: ignore[misc]
-
-    def close(self) -> None:
-        """Stops the thread and waits for it (it may finish the piece in hand)."""
-        self._stop.set()
-        while self._thread.is_alive():
-            try:
-                self._queue.get(timeout=0.1)
-            except queue.Empty:
-                pass
-        self._thread.join()
+def _batches(pieces: Iterable[bytes], tar: Any, check: Callable[[int], None],
+             stats: LayerStats, started: float, budget: Budget,
+             name: str) -> Iterator[tuple[bytes, bytes]]:
+    """Each piece's entries as (records, strings), copied: the reader's
+    buffers are reused by the next piece.  One a piece, empty when the
+    piece held no header, so that whoever runs this can stop it there."""
+    for piece in pieces:
+        budget.spend(name, len(piece), 0)
+        stats.bytes_out += len(piece)
+        check(lib.oe_tar_feed(tar, ffi.from_buffer(piece), len(piece)))
+        count = lib.oe_tar_count(tar)
+        batch = (b"", b"")
+        if count:
+            budget.spend(name, 0, count)
+            stats.entries += count
+            batch = (ffi.buffer(lib.oe_tar_entries(tar), count * _ENTRY.size)[:],
+                     ffi.buffer(lib.oe_tar_strings(tar), lib.oe_tar_strings_len(tar))[:])
+            lib.oe_tar_clear(tar)
+        stats.seconds = time.perf_counter() - started
+        yield batch
+    check(lib.oe_tar_finish(tar))
+    stats.seconds = time.perf_counter() - started

@@ -17,11 +17,11 @@ class Prefetch(Generic[T]):
     An exception in the worker is raised here, in order; `close()` stops
     the worker even if the consumer gave up half way."""
 
-    def __init__(self, source: Iterator[T], depth: int = 4) -> None:
+    def __init__(self, source: Iterator[T], depth: int = 4, name: str | None = None) -> None:
         self._source = source
         self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread = threading.Thread(target=self._run, daemon=True, name=name)
         self._thread.start()
 
     def _put(self, item: object) -> bool:
