@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import struct
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,8 +23,10 @@ from .ext4.records import TAR_ENTRY
 from .ext4.writer import Ext4Writer
 from .hashing import LayerDigests
 from .prefetch import Prefetch
+from .tree import NO_XATTRS
 
 CHUNK = 1 << 20
+_NO_RDEV = (0, 0)
 _ENTRY = TAR_ENTRY.struct  # field by field as C lays it out (checked at import)
 
 
@@ -98,10 +100,10 @@ class TarEntry:
     gid: int
     mtime_ns: int
     atime_ns: int | None
-    rdev: tuple[int, int]
+    rdev: tuple[int, int]       # (major, minor)
     size: int
     data: int | None            # the writer's handle for a regular file's bytes
-    xattrs: dict[str, bytes]
+    xattrs: Mapping[str, bytes]
     offset: int                 # of the member's header in the stream
 
 
@@ -125,12 +127,15 @@ def _decode(raw: bytes, strings: bytes) -> Iterator[TarEntry]:
     for (typ, mode, uid, gid, msec, asec, mnsec, ansec, has_atime, major, minor, name_len,
          name_off, link_off, link_len, xattr_len, xattr_off, size, data,
          offset) in _ENTRY.iter_unpack(raw):
+        # The shared empty values where a member has none (nearly all): no
+        # tuple, dict or bytes object made for each.
         yield TarEntry(
             chr(typ), strings[name_off:name_off + name_len],
-            strings[link_off:link_off + link_len], mode, uid, gid, msec * 10**9 + mnsec,
-            asec * 10**9 + ansec if has_atime else None, (major, minor), size,
-            data if data >= 0 else None,
-            _xattrs(strings[xattr_off:xattr_off + xattr_len]) if xattr_len else {}, offset)
+            strings[link_off:link_off + link_len] if link_len else b"", mode, uid, gid,
+            msec * 10**9 + mnsec, asec * 10**9 + ansec if has_atime else None,
+            (major, minor) if major or minor else _NO_RDEV, size, data if data >= 0 else None,
+            _xattrs(strings[xattr_off:xattr_off + xattr_len]) if xattr_len else NO_XATTRS,
+            offset)
 
 
 def layer_pieces(stream: Stream, name: str, stats: LayerStats,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 import uuid as uuidlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,7 +224,7 @@ class Ext4Writer:
                 for handle in held:
                     self.discard(handle)
 
-    def check_xattrs(self, xattrs: dict[str, bytes]) -> None:
+    def check_xattrs(self, xattrs: Mapping[str, bytes]) -> None:
         """Raises SourceError if the xattrs cannot be stored on one inode."""
         packed = xattr_codec.pack(xattrs)
         err = ffi.new("char[]", 160)

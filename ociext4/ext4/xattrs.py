@@ -4,6 +4,7 @@ the name, and POSIX ACLs in ext4's own compact format."""
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 
 from ..errors import SourceError
 
@@ -51,7 +52,7 @@ def acl_to_disk(value: bytes) -> bytes:
     return b"".join(out)
 
 
-def pack(xattrs: dict[str, bytes]) -> bytes:
+def pack(xattrs: Mapping[str, bytes]) -> bytes:
     """The blob records the C writer reads: u8 index, u8 name length, u16 0,
     u32 value length, name, value, padded to 4 bytes."""
     parts: list[bytes] = []
