@@ -47,6 +47,11 @@ class Sha256:
         return h != ffi.NULL
 
     @property
+    def handle(self) -> object:
+        """The C context, for C functions that feed it (csrc/contentid.h)."""
+        return self._h
+
+    @property
     def size(self) -> int:
         """How many bytes it has hashed."""
         return int(lib.oe_hash_size(self._h))

@@ -11,6 +11,7 @@ directories, symlinks, xattrs and a lost+found of the image's own.
 from __future__ import annotations
 
 import hashlib
+import struct
 from array import array
 
 from hypothesis import given, settings
@@ -18,11 +19,13 @@ from hypothesis import strategies as st
 
 from ociext4.ext4 import pack, records
 from ociext4.ext4 import xattrs as xattr_codec
-from ociext4.tree import S_IFDIR, S_IFLNK, S_IFREG, Inode, new_dir
+from ociext4.tree import S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFREG, Inode, new_dir
 
 _INODE = records.INODE.struct
 _DIRENT = records.DIRENT.struct
-_OLD = pack._DIGESTED   # the 128-byte record the reference numbering packed
+# The 128-byte record the reference numbering packed, which the content
+# digest still reads (csrc/contentid.c computes it from the packed records).
+_OLD = struct.Struct("<IIIIqqqqIIIIQqIIQIIQIIII")
 
 
 def reference_pack(root: Inode, timestamp: int) -> tuple[bytes, bytes, bytes]:
@@ -88,9 +91,11 @@ def reference_pack(root: Inode, timestamp: int) -> tuple[bytes, bytes, bytes]:
             xattr_off, xattr_len = len(blob), len(packed)
             blob += packed
         file = node.data if node.kind == S_IFREG and node.data is not None else -1
+        a_s, c_s, m_s, a_ns, c_ns, m_ns = pack._times(node)
         inodes += _OLD.pack(
-            node.kind | node.mode, node.uid, node.gid, nlink, *pack._times(node),
-            node.size if node.kind == S_IFREG else 0, file, 0, 0, extra_off, extra_len,
+            node.kind | node.mode, node.uid, node.gid, nlink, a_s, c_s, m_s, m_s,
+            a_ns, c_ns, m_ns, m_ns, node.size if node.kind == S_IFREG else 0, file,
+            *(node.rdev if node.kind in (S_IFCHR, S_IFBLK) else (0, 0)), extra_off, extra_len,
             xattr_len, xattr_off, first, len(dirents) // _DIRENT.size - first, parents[i],
             4 if i == 1 and node is lost_found else 0)
     return bytes(inodes), bytes(dirents), bytes(blob)
@@ -114,7 +119,7 @@ def trees(draw: st.DrawFn) -> Inode:
         name = draw(names) + b"%d" % draw(st.integers(0, 3))
         if name in parent.children:
             continue
-        what = draw(st.sampled_from(["dir", "file", "link", "symlink"]))
+        what = draw(st.sampled_from(["dir", "file", "link", "symlink", "device", "empty"]))
         if what == "link" and files:
             node = files[draw(st.integers(0, len(files) - 1))]
         elif what == "dir":
@@ -122,6 +127,11 @@ def trees(draw: st.DrawFn) -> Inode:
             dirs.append(node)
         elif what == "symlink":
             node = Inode(S_IFLNK, 0o777, target=b"t" * (1 + step))
+        elif what == "device":
+            node = Inode(draw(st.sampled_from([S_IFCHR, S_IFBLK])), 0o600,
+                         rdev=(draw(st.integers(0, 4095)), draw(st.integers(0, (1 << 20) - 1))))
+        elif what == "empty":
+            node = Inode(S_IFREG, 0o600, mtime_ns=-step * 10**9 - 7)   # no data, before 1970
         else:
             node = Inode(S_IFREG, 0o644, uid=step, size=step, data=step)
             files.append(node)
@@ -146,7 +156,7 @@ def copy_tree(root: Inode) -> Inode:
         new = made[node] = Inode(node.kind, node.mode, node.uid, node.gid, node.mtime_ns,
                                  size=node.size, data=node.data, target=node.target,
                                  names=node.names, children={} if node.is_dir else None,
-                                 xattrs=node.xattrs)
+                                 xattrs=node.xattrs, rdev=node.rdev)
         if node.children is not None:
             assert new.children is not None
             for name, child in node.children.items():

@@ -13,6 +13,9 @@ HEADERS = ["writer.h", "tar.h", "boundary.h", "verity.h"]
 # SHA-256 contexts for the layer and download digests (ociext4/hashing.py).
 SOURCES += ["hash.c"]
 HEADERS += ["hash.h"]
+# The content digest over packed inode records (ociext4/ext4/pack.py).
+SOURCES += ["contentid.c"]
+HEADERS += ["contentid.h"]
 # Warnings fail the build in CI (.ci/run sets CI=true) and when
 # OCIEXT4_WERROR=1; an install elsewhere, on a compiler the project was never
 # built with, only shows them.  setup.py uses the same flags for the guest init.

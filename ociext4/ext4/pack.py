@@ -16,34 +16,32 @@ subdirectories come before any of their entries, so writing listings with
 the records would copy most of the tree's names while all of it is still
 held (at a million entries in directories of 1000 under the root, 25 MB
 more at the packing's start).  The arrays come out the same either way.
+
+A "plain" inode, not a directory and under one name, can be met only once:
+it is numbered where it is met and kept in no map (the test is written out
+where it runs, once an entry).
 """
 
 from __future__ import annotations
 
 import gc
-import hashlib
 import mmap
-import struct
 from array import array
 from bisect import bisect_left
 from dataclasses import dataclass
 
 from ..errors import ImageError
+from ..hashing import Sha256
 from ..tree import S_IFDIR, S_IFLNK, S_IFREG, Inode, new_dir
 from ..tuning import trim_heap
 from . import plan as planning
 from . import records
 from . import xattrs as xattr_codec
+from ._writer import ffi, lib
 
 # Field by field as C lays them out (checked when .records is imported).
 _INODE = records.INODE.struct
 _DIRENT = records.DIRENT.struct
-# The inode record as the content digest has always covered it: the 128-byte
-# oe_inode before it was cut to 96 (each kind's own fields apart, a creation
-# time).  UUIDs, hash seeds and verity salts derived from the content must
-# not change with the record's layout, so this is what the digest reads.
-_DIGESTED = struct.Struct("<IIIIqqqqIIIIQqIIQIIQIIII")
-_DIGEST_CHUNK = 4096      # records hashed at once
 LOST_FOUND = b"lost+found"
 _NO_RDEV = (0, 0)
 # Times in this range are stored as they are (see plan.clamp_time_ns).
@@ -60,7 +58,7 @@ class Packed:
     blob: Buffer | memoryview   # names, symlink targets and xattrs
     count: int            # records
     dirs: int             # of which directories
-    digest: hashlib._Hash    # sha256 of the records as _DIGESTED lays them out
+    digest: Sha256        # of the records (csrc/contentid.h), to go on with the rest
 
 
 _TRIM_EVERY = 1 << 16     # records packed between two trims (6 MiB of records)
@@ -87,21 +85,21 @@ def _zeroed(size: int) -> Buffer:
 
 
 def _times(node: Inode, m: int | None = None, rare: bool = True
-           ) -> tuple[int, int, int, int, int, int, int, int]:
-    """`m` and `rare`, when given, are the node's mtime and has_rare."""
+           ) -> tuple[int, int, int, int, int, int]:
+    """(atime, ctime, mtime) seconds, then their nanoseconds; `m` and
+    `rare`, when given, are the node's mtime and has_rare."""
     if m is None:
         m = node.mtime_ns
     atime = node.atime_ns if rare else None
     ctime = node.ctime_ns if rare else None
     if atime is None and ctime is None and m in _PLAIN_TIMES:
         s, ns = divmod(m, 10**9)   # the common case, once instead of three times
-        return (s, s, s, s, ns, ns, ns, ns)
+        return (s, s, s, ns, ns, ns)
     m = planning.clamp_time_ns(m)
     a = planning.clamp_time_ns(atime) if atime is not None else m
     c = planning.clamp_time_ns(ctime) if ctime is not None else m
     # Python's floor division keeps the nanoseconds positive before 1970.
-    return (a // 10**9, c // 10**9, m // 10**9, m // 10**9,
-            a % 10**9, c % 10**9, m % 10**9, m % 10**9)
+    return (a // 10**9, c // 10**9, m // 10**9, a % 10**9, c % 10**9, m % 10**9)
 
 
 class _Numbering:
@@ -140,11 +138,6 @@ class _Numbering:
         return i
 
 
-def _is_plain(node: Inode) -> bool:
-    """Met once only, so left out of the identity maps."""
-    return node.kind != S_IFDIR and node.names == 1
-
-
 def _blob_need(node: Inode) -> int:
     """Bytes of blob a record takes besides its listing, at most (its
     xattrs are aligned to 4 bytes wherever they fall)."""
@@ -181,7 +174,7 @@ def _number(root: Inode, lost_found: Inode) -> _Numbering:
         subdirs = []
         for name in sorted(children):
             child = children[name]
-            if child.names == 1 and child.kind != S_IFDIR:    # _is_plain, inline
+            if child.names == 1 and child.kind != S_IFDIR:    # plain
                 count += 1
                 if child.has_rare:
                     blob += _blob_need(child)
@@ -237,11 +230,12 @@ def pack_tree(root: Inode, timestamp: int) -> Packed:
         di, at = numbers[r], first_child[r]
         children = d.children
         assert children is not None
-        packer.listing(d, r)
+        names = sorted(children)
+        packer.listing(d, r, names)
         subdirs = []
-        for name in sorted(children):
+        for name in names:
             child = children[name]
-            if _is_plain(child):
+            if child.names == 1 and child.kind != S_IFDIR:    # plain
                 pack(at, child, di)
                 at += 1
                 continue
@@ -262,14 +256,22 @@ def pack_tree(root: Inode, timestamp: int) -> Packed:
             trim_at = packer.next + _TRIM_EVERY
     if packer.next != numbering.count:
         raise ImageError("the tree changed while it was packed")
-    packer.flush_digest()
     blob = packer.blob
     packed = Packed(packer.inodes, packer.dirents,
                     blob if packer.blob_next == len(blob) else memoryview(blob)[:packer.blob_next],
-                    packer.next, packer.dirs, packer.digest)
+                    packer.next, packer.dirs, _records_digest(packer.inodes, packer.next))
     del numbering, packer, row, numbers, first_child, pack
     _give_back()
     return packed
+
+
+def _records_digest(inodes: Buffer, count: int) -> Sha256:
+    """The content digest of the records, as it has always read them
+    (csrc/contentid.h): UUIDs, hash seeds and verity salts come from it."""
+    digest = Sha256()
+    if lib.oe_hash_inodes(digest.handle, ffi.from_buffer("oe_inode[]", inodes), count) != 0:
+        raise ImageError("too many directory entries for one image")
+    return digest
 
 
 class _Packer:
@@ -285,13 +287,6 @@ class _Packer:
         self.n_dirents = 0               # dirents written or kept for a listing
         self.dirs = 0
         self.next = 0
-        self.digest = hashlib.sha256()
-        self._digested = bytearray(_DIGESTED.size * _DIGEST_CHUNK)
-
-    def flush_digest(self) -> None:
-        """Hashes the records packed since the last full chunk."""
-        held = self.next % _DIGEST_CHUNK
-        self.digest.update(memoryview(self._digested)[:held * _DIGESTED.size])
 
     def _keep_listing(self, d: Inode) -> tuple[int, int]:
         """Keeps room for a directory's listing where writing it now would
@@ -306,9 +301,10 @@ class _Packer:
         self.blob_next += sum(map(len, children))
         return first, r
 
-    def listing(self, d: Inode, r: int) -> None:
+    def listing(self, d: Inode, r: int, names: list[bytes]) -> None:
         """Writes a directory's entries (their numbers as _number gave them)
-        where its record kept room for them; `r` is its row."""
+        where its record kept room for them; `r` is its row, `names` its
+        entries' names sorted."""
         children = d.children
         assert children is not None
         numbering = self.numbering
@@ -318,10 +314,9 @@ class _Packer:
         start = off
         dirents = self.dirents
         pack_dirent, dirent_size = _DIRENT.pack_into, _DIRENT.size
-        names = sorted(children)
         for name in names:
             child = children[name]
-            if _is_plain(child):
+            if child.names == 1 and child.kind != S_IFDIR:    # plain
                 ci = at
                 at += 1
             else:
@@ -347,48 +342,35 @@ class _Packer:
             raise ImageError("the tree changed while it was packed")
         self.next += 1
         kind = node.kind
-        dirent_first = self.n_dirents
-        extra_off = extra_len = xattr_off = xattr_len = 0
-        file = -1
-        size = 0
         rare = node.has_rare
-        if kind == S_IFDIR:
+        size = ref_len = xattr_off = xattr_len = 0
+        if kind == S_IFREG:
+            nlink = 1 if node.names == 1 else self.numbering.links[self.numbering.row(node)] or 1
+            size, data = node.size_and_data
+            ref = records.NO_FILE if data is None else data
+        elif kind == S_IFDIR:
             self.dirs += 1
-            dirent_first, r = self._keep_listing(node)
+            ref, r = self._keep_listing(node)
+            ref_len = self.n_dirents - ref
             nlink = 2 + self.numbering.subdirs[r]
         else:
-            nlink = (1 if node.names == 1 else
-                     self.numbering.links[self.numbering.row(node)] or 1)
+            nlink = 1 if node.names == 1 else self.numbering.links[self.numbering.row(node)] or 1
             if kind == S_IFLNK:
-                extra_off, extra_len = self._append(node.target), len(node.target)
-            elif kind == S_IFREG:
-                size, data = node.size_and_data
-                if data is not None:
-                    file = data
+                ref, ref_len = self._append(node.target), len(node.target)
+            else:   # devices: major << 32 | minor
+                rdev = node.rdev if rare else _NO_RDEV
+                ref = (rdev[0] << 32) | rdev[1]
         if rare and node.xattrs:
             packed = xattr_codec.pack(node.xattrs)
             self.blob_next += -self.blob_next % 4    # zeros already
             xattr_off, xattr_len = self._append(packed), len(packed)
         perm, uid, gid, mtime = node.attrs
-        mode = kind | (perm & 0o7777)
-        a_s, c_s, m_s, _, a_ns, c_ns, m_ns, _ = times = _times(node, mtime, rare)
-        rdev = node.rdev if rare else _NO_RDEV
-        dirent_count = self.n_dirents - dirent_first
-        min_blocks = 4 if i == 1 and node is self.lost_found else 0
-        if kind == S_IFREG:
-            ref, ref_len = (file if file >= 0 else records.NO_FILE), 0
-        elif kind == S_IFDIR:
-            ref, ref_len = dirent_first, dirent_count
-        elif kind == S_IFLNK:
-            ref, ref_len = extra_off, extra_len
+        if not rare and mtime in _PLAIN_TIMES:   # _times' common case, without the call
+            m_s, m_ns = a_s, a_ns = c_s, c_ns = divmod(mtime, 10**9)
         else:
-            ref, ref_len = (rdev[0] << 32) | rdev[1], 0
+            a_s, c_s, m_s, a_ns, c_ns, m_ns = _times(node, mtime, rare)
+        min_blocks = 4 if i == 1 and node is self.lost_found else 0
         _INODE.pack_into(
-            self.inodes, i * _INODE.size, mode, uid, gid, nlink, a_s, c_s, m_s, a_ns, c_ns, m_ns,
+            self.inodes, i * _INODE.size, kind | (perm & 0o7777), uid, gid, nlink,
+            a_s, c_s, m_s, a_ns, c_ns, m_ns,
             xattr_len, size, ref, xattr_off, ref_len, parent, min_blocks, 0)
-        _DIGESTED.pack_into(
-            self._digested, (i % _DIGEST_CHUNK) * _DIGESTED.size, mode, uid, gid, nlink, *times,
-            size, file, rdev[0], rdev[1], extra_off, extra_len, xattr_len, xattr_off,
-            dirent_first, dirent_count, parent, min_blocks)
-        if (i + 1) % _DIGEST_CHUNK == 0:
-            self.digest.update(self._digested)
