@@ -66,3 +66,30 @@ def test_pip_install_of_the_sdist_in_a_fresh_venv_gives_a_working_ociext4(dist, 
                             "import ociext4.ext4.writer as w; print(w.__file__)"],
                            cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
     assert where.stdout.startswith(str(venv)), where.stdout
+
+
+def test_every_module_imports_when_it_is_the_first_one_imported():
+    # A cycle between modules (ociext4.hashing needs the C module, whose
+    # package needs the packer, which hashes) shows only when one of them is
+    # imported before the others: each module goes first once, in a clean
+    # slate of ociext4 modules.
+    script = """
+import importlib, pkgutil, sys, traceback
+import ociext4, ociext4_cli
+names = sorted(m.name for pkg in (ociext4, ociext4_cli)
+               for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."))
+failed = []
+for name in names:
+    for loaded in [k for k in sys.modules if k.split(".")[0] in ("ociext4", "ociext4_cli")]:
+        del sys.modules[loaded]
+    try:
+        importlib.import_module(name)
+    except Exception:
+        failed.append(name + ": " + traceback.format_exc().splitlines()[-1])
+print(len(names))
+print("\\n".join(failed))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True)
+    count, *failed = proc.stdout.splitlines()
+    assert int(count) > 40 and not [f for f in failed if f], failed

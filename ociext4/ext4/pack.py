@@ -30,8 +30,10 @@ from array import array
 from bisect import bisect_left
 from dataclasses import dataclass
 
+# The module, not its class: ociext4.hashing imports this package's C
+# module, so either may be imported first.
+from .. import hashing
 from ..errors import ImageError
-from ..hashing import Sha256
 from ..tree import S_IFDIR, S_IFLNK, S_IFREG, Inode, new_dir
 from ..tuning import trim_heap
 from . import plan as planning
@@ -58,7 +60,7 @@ class Packed:
     blob: Buffer | memoryview   # names, symlink targets and xattrs
     count: int            # records
     dirs: int             # of which directories
-    digest: Sha256        # of the records (csrc/contentid.h), to go on with the rest
+    digest: hashing.Sha256   # of the records (csrc/contentid.h), to go on with the rest
 
 
 _TRIM_EVERY = 1 << 16     # records packed between two trims (6 MiB of records)
@@ -265,10 +267,10 @@ def pack_tree(root: Inode, timestamp: int) -> Packed:
     return packed
 
 
-def _records_digest(inodes: Buffer, count: int) -> Sha256:
+def _records_digest(inodes: Buffer, count: int) -> hashing.Sha256:
     """The content digest of the records, as it has always read them
     (csrc/contentid.h): UUIDs, hash seeds and verity salts come from it."""
-    digest = Sha256()
+    digest = hashing.Sha256()
     if lib.oe_hash_inodes(digest.handle, ffi.from_buffer("oe_inode[]", inodes), count) != 0:
         raise ImageError("too many directory entries for one image")
     return digest
