@@ -137,12 +137,18 @@ def layer_blobs(root: Path, image: Image, wait: Callable[[Layer], None] | None =
     for layer in image.layers:
         if wait is not None:
             wait(layer)
-        path = blob_path(root, layer.digest)
-        try:
-            f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by the HashedBlob
-        except FileNotFoundError:
-            raise SourceError(f"{root}: layer blob {layer.digest} is missing") from None
-        except OSError as e:
-            raise SourceError(f"{path}: {e.strerror or e}") from None
-        blob = HashedBlob(f, layer, str(root), (lambda f=f: Window(f)) if verify else None)
-        yield LayerBlob(layer, blob, blob.check if verify else None, blob.close)
+        yield open_layer_blob(root, layer, verify)
+
+
+def open_layer_blob(root: Path, layer: Layer, verify: bool = True) -> LayerBlob:
+    """One layer's blob from the layout, checked against its digest as it
+    is read unless `verify` is off."""
+    path = blob_path(root, layer.digest)
+    try:
+        f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by the HashedBlob
+    except FileNotFoundError:
+        raise SourceError(f"{root}: layer blob {layer.digest} is missing") from None
+    except OSError as e:
+        raise SourceError(f"{path}: {e.strerror or e}") from None
+    blob = HashedBlob(f, layer, str(root), (lambda: Window(f)) if verify else None)
+    return LayerBlob(layer, blob, blob.check if verify else None, blob.close)

@@ -103,7 +103,7 @@ class Ingest:
         self._store, self.digest, self.size, self.what = store, digest, size, what
         self._lock = lock
         self._hash = Sha256()
-        self.path = store.root / "ingest" / f"{hex_part(digest)}.partial"
+        self.path = store.ingest_path(digest)
         try:
             self._f = open(self.path, "a+b")  # noqa: SIM115 - closed in commit/discard
         except OSError as e:
@@ -138,6 +138,10 @@ class Ingest:
                                  "descriptor gives")
         try:
             self._f.write(data)
+            # In the file, not in a buffer: an unpack may be reading it as it
+            # grows (ociext4.registry.follow).  Large pieces went straight
+            # through anyway; this writes out the small ones.
+            self._f.flush()
         except OSError as e:
             raise write_error(self.path, self.what, e) from None
         self._hash.update(data)
@@ -280,6 +284,10 @@ class Store:
     def blob_path(self, digest: str) -> Path:
         return self.root / "blobs" / "sha256" / hex_part(digest)
 
+    def ingest_path(self, digest: str) -> Path:
+        """Where the blob is written while it downloads."""
+        return self.root / "ingest" / f"{hex_part(digest)}.partial"
+
     def has(self, digest: str, size: int | None = None) -> bool:
         try:
             st = self.blob_path(digest).stat()
@@ -333,8 +341,12 @@ class Store:
         ing = self.ingest(digest, len(data), what)
         if ing is None:
             return self.blob_path(digest)
-        ing.restart()
-        ing.write(data)
+        try:
+            ing.restart()
+            ing.write(data)
+        except BaseException:
+            ing.discard()
+            raise
         return ing.commit()
 
     def read(self, digest: str) -> bytes | None:

@@ -82,6 +82,7 @@ class Pull:
         self._cancel = threading.Event()
         self._pool: ThreadPoolExecutor | None = None
         self._futures: dict[str, Future[Path]] = {}
+        self._from_scratch: set[str] = set()   # downloads with no bytes left by a run before
         self._lock_cm: contextlib.AbstractContextManager[None] | None = None
         self.resolved: Resolved | None = None
 
@@ -202,6 +203,8 @@ class Pull:
             for lay in todo:
                 if lay.digest not in self._futures:
                     job = self._check if lay.digest in cached else self._fetch
+                    if job == self._fetch and not self.store.ingest_path(lay.digest).exists():
+                        self._from_scratch.add(lay.digest)
                     self._futures[lay.digest] = self._pool.submit(job, lay)
         return image
 
@@ -248,6 +251,28 @@ class Pull:
         fut = self._futures.get(layer.digest)
         if fut is not None:
             self._result(fut)
+
+    def streams(self, layer: Layer) -> bool:
+        """Whether the layer's blob is still downloading, from its first
+        byte, so that it may be read as it arrives (registry.follow)."""
+        fut = self._futures.get(layer.digest)
+        return fut is not None and not fut.done() and layer.digest in self._from_scratch
+
+    def settled(self, layer: Layer, timeout: float | None) -> bool:
+        """Whether the layer's blob is in the cache, waiting up to `timeout`
+        seconds (None: until it is); raises the download's error."""
+        fut = self._futures.get(layer.digest)
+        if fut is None:
+            return True
+        if timeout is not None:
+            try:
+                fut.result(timeout)
+            except TimeoutError:
+                return False
+            except BaseException:  # noqa: BLE001 - _result reports it as wait() does
+                pass
+        self._result(fut)
+        return True
 
     def _result(self, fut: Future[Path]) -> Path:
         try:

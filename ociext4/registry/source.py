@@ -9,11 +9,12 @@ from types import TracebackType
 
 from ..blobs import LayerBlob
 from ..model import Image, Platform
-from ..ocilayout import layer_blobs
+from ..ocilayout import open_layer_blob
 from ..reference import RegistryRef
 from ..source import SourceBase
 from ..store import PullPolicy, Store
 from .client import Options
+from .follow import FollowedBlob
 from .pull import Progress, Pull, PulledImage
 
 
@@ -57,10 +58,18 @@ class RegistryImage(SourceBase):
         n = len(image.layers)
         if n == 0:
             self.finish()
-        # The cache checked each blob's digest before naming it, and the
-        # diff_id check still covers every byte of content.
-        for i, blob in enumerate(layer_blobs(self.store.root, image, self._pull.wait,
-                                             verify=False)):
+        for i, layer in enumerate(image.layers):
+            if self._pull.streams(layer):
+                # Read as it downloads; what is read is checked on its own.
+                followed = FollowedBlob(self.store, layer, self.name,
+                                        lambda timeout, layer=layer:
+                                        self._pull.settled(layer, timeout))
+                blob = LayerBlob(layer, followed, followed.check, followed.close)
+            else:
+                # The cache checked the blob's digest before naming it, and
+                # the diff_id check still covers every byte of content.
+                self._pull.wait(layer)
+                blob = open_layer_blob(self.store.root, layer, verify=False)
             if i == n - 1:
                 self.finish()   # every blob is in: tag the image
             yield blob

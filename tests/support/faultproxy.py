@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -28,7 +29,10 @@ class Seen:
 class Fault:
     # cut, 429, 500, corrupt, length, redirect, manifest, endless (a chunked body
     # that never ends), silent (no answer at all), stall (headers, then nothing),
-    # half-stall (half the blob, then nothing), 404 (a blob this server lacks)
+    # half-stall (half the blob, then nothing), 404 (a blob this server lacks);
+    # and slowly, a piece at a time: slow (the blob), slow-cut (half, then the
+    # connection is cut), slow-corrupt (a flipped byte), slow-restart (half,
+    # cut, then the whole blob again with 200 to the ranged request)
     kind: str = "none"
     times: int = 1_000_000      # how many blob requests misbehave (then all is well)
     digest: str | None = None   # only this blob (default: any blob)
@@ -147,6 +151,7 @@ class _ProxyHandler(_Base):
                 hit = "/manifests/" in self.path
             if hit:
                 fault.done += 1
+            nth = fault.done   # this request's place among those the fault hit
         kind = fault.kind if hit else "none"
         if kind == "silent":
             p.stopping.wait(60)
@@ -177,6 +182,8 @@ class _ProxyHandler(_Base):
             seen.status = 200
             self._send(200, [("Content-Type", ctype)], body)
             return
+        if kind == "slow-restart" and nth > 1:
+            headers = {k: v for k, v in headers.items() if k.lower() != "range"}
         status, rheaders, body = p.forward(self.command, self.path, headers)
         seen.status = status
         if kind == "none" or status not in (200, 206):
@@ -218,7 +225,30 @@ class _ProxyHandler(_Base):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
+        if kind.startswith("slow"):
+            if kind == "slow-corrupt":
+                mid = len(body) // 2
+                body = body[:mid] + bytes([body[mid] ^ 0x20]) + body[mid + 1:]
+            cut = kind in ("slow-cut", "slow-restart") and nth == 1
+            self._head(status, rheaders, len(body))
+            self._trickle(body[:len(body) // 2] if cut else body)
+            if cut:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
         raise AssertionError(f"unknown fault {kind}")
+
+    def _trickle(self, body: bytes) -> None:
+        """`body` a piece at a time (64 KiB each 10 ms, ~6 MB/s), so that a
+        download lasts long enough to be read while it is written."""
+        step = 1 << 16
+        try:
+            for at in range(0, len(body), step):
+                self.wfile.write(body[at:at + step])
+                self.wfile.flush()
+                time.sleep(0.01)
+        except OSError:
+            self.close_connection = True   # the client gave up
 
 
 class _CdnHandler(_Base):

@@ -1,0 +1,115 @@
+"""An unpack from a registry reads a layer while it downloads (ociext4/
+registry/follow.py), through a proxy that sends blobs slowly: it starts on
+the bottom layer before its last byte is in, keeps to what the blob holds
+when the download is cut and resumed or starts over, and fails on a bad
+byte naming the layer, leaving neither an image nor the blob behind."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import BASIC_CREDS, manifest_desc, write_auth
+from support.faultproxy import FaultProxy
+from support.fscheck import e2fsck_clean
+
+from ociext4 import api
+from ociext4.errors import DigestMismatch
+from ociext4.layers import LayerStats
+from ociext4.model import Image
+
+
+class Events(api.Progress):
+    """The bytes each layer had downloaded when the unpack first read it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.downloaded: dict[str, int] = {}
+        self.layers: list[str] = []
+        self.at_first_read: dict[int, int] = {}
+
+    def begin(self, image: Image, cached: set[str]) -> None:
+        self.layers = [layer.digest for layer in image.layers]
+
+    def advance(self, digest: str, nbytes: int) -> None:
+        with self.lock:
+            self.downloaded[digest] = self.downloaded.get(digest, 0) + nbytes
+
+    def layer(self, index: int, count: int, stats: LayerStats) -> None:
+        with self.lock:
+            if stats.bytes_in and index not in self.at_first_read:
+                self.at_first_read[index] = self.downloaded.get(self.layers[index], 0)
+
+
+@pytest.fixture
+def ref(proxy: FaultProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("REGISTRY_AUTH_FILE",
+                       str(write_auth(tmp_path / "auth.json", proxy.host, *BASIC_CREDS)))
+    return f"{proxy.host}/test/img"
+
+
+@pytest.fixture
+def local_image(image_layout: Path, tmp_path: Path) -> bytes:
+    out = tmp_path / "layout.img"
+    api.unpack(f"oci:{image_layout}", out)
+    return out.read_bytes()
+
+
+def bottom(image_layout: Path) -> dict:
+    blobs = image_layout / "blobs" / "sha256"
+    manifest = __import__("json").loads((blobs / manifest_desc(image_layout)["digest"][7:])
+                                        .read_bytes())
+    return manifest["layers"][0]
+
+
+def test_the_bottom_layer_is_read_before_its_download_ends(proxy, ref, image_layout, cache,
+                                                           tmp_path, local_image):
+    layer = bottom(image_layout)
+    proxy.set("slow", digest=layer["digest"])
+    events = Events()
+    out = tmp_path / "reg.img"
+    api.unpack(ref, out, cache=cache, progress=events)
+    assert 0 < events.at_first_read[0] < layer["size"], events.at_first_read
+    e2fsck_clean(out)
+    assert out.read_bytes() == local_image
+    assert (cache / "blobs" / "sha256" / layer["digest"][7:]).exists()
+
+
+@pytest.mark.parametrize("fault", ["slow-cut", "slow-restart"])
+def test_a_layer_read_while_its_download_is_cut_and_resumed_or_restarted_is_whole(
+        proxy, ref, image_layout, cache, tmp_path, local_image, fault):
+    layer = bottom(image_layout)
+    proxy.set(fault, times=2, digest=layer["digest"])
+    events = Events()
+    out = tmp_path / "reg.img"
+    api.unpack(ref, out, cache=cache, progress=events)
+    tries = [s for s in proxy.blob_requests() if s.path.endswith(layer["digest"])]
+    assert [t.status for t in tries] == [200, 206 if fault == "slow-cut" else 200]
+    assert tries[1].headers["Range"] == f"bytes={layer['size'] // 2}-"
+    assert 0 < events.at_first_read[0] < layer["size"]
+    assert out.read_bytes() == local_image
+
+
+def test_a_bad_byte_in_a_layer_read_while_it_downloads_fails_naming_it(
+        proxy, ref, image_layout, cache, tmp_path):
+    layer = bottom(image_layout)
+    proxy.set("slow-corrupt", digest=layer["digest"])
+    out = tmp_path / "reg.img"
+    with pytest.raises(DigestMismatch, match=f"layer {layer['digest']}.*does not match"):
+        api.unpack(ref, out, cache=cache)
+    assert not out.exists() and list(tmp_path.glob("reg.img*")) == []
+    assert not (cache / "blobs" / "sha256" / layer["digest"][7:]).exists()
+
+
+def test_the_cli_reports_a_bad_byte_read_while_downloading_in_one_line(
+        proxy, ref, image_layout, cache, tmp_path):
+    from cli_helpers import ociext4
+    layer = bottom(image_layout)
+    proxy.set("slow-corrupt", digest=layer["digest"])
+    proc = ociext4("unpack", ref, tmp_path / "reg.img", check=False)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ociext4: error: "), proc.stderr
+    assert f"layer {layer['digest']}" in lines[0] and "does not match its digest" in lines[0]
+    assert list(tmp_path.glob("reg.img*")) == []
