@@ -3,7 +3,7 @@ config and layer blobs, each checked against its descriptor's size and digest.""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from .blobs import HashedBlob, LayerBlob, Window
@@ -128,21 +128,16 @@ def open_image(root: Path, tag: str | None = None, digest: str | None = None,
     return OciLayout(root, tag, digest).open(plat)
 
 
-def layer_blobs(root: Path, image: Image, wait: Callable[[Layer], None] | None = None,
-                verify: bool = True) -> Iterator[LayerBlob]:
-    """Each layer's blob, checked against its digest unless `verify` is off
-    (blobs the cache verified on the way in); `wait(layer)`, if given,
-    returns once the blob is in place (a pull still fetching the layers
-    above)."""
+def layer_blobs(root: Path, image: Image) -> Iterator[LayerBlob]:
+    """Each layer's blob, checked against its digest as it is read."""
     for layer in image.layers:
-        if wait is not None:
-            wait(layer)
-        yield open_layer_blob(root, layer, verify)
+        yield open_layer_blob(root, layer)
 
 
 def open_layer_blob(root: Path, layer: Layer, verify: bool = True) -> LayerBlob:
     """One layer's blob from the layout, checked against its digest as it
-    is read unless `verify` is off."""
+    is read unless `verify` is off (a blob the cache verified on the way
+    in)."""
     path = blob_path(root, layer.digest)
     try:
         f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by the HashedBlob
