@@ -87,12 +87,19 @@ class LayerBlob:
     """One layer's bytes, open for reading.  `finish()` checks what was read
     (digest, size) and closes; `close()` only closes.  A blob is not tied to
     the iterator that made it, so the next one can be opened while this one
-    is still being read."""
+    is still being read.  `abandon()` tells a stream that may wait for its
+    bytes (a layer read as it downloads) to stop waiting: the reader gave up.
+    """
 
     layer: Layer
     stream: Stream
     check: Callable[[], None] | None = None
     on_close: Callable[[], None] | None = None
+    on_abandon: Callable[[], None] | None = None
+
+    def abandon(self) -> None:
+        if self.on_abandon is not None:
+            self.on_abandon()
 
     def finish(self) -> None:
         try:

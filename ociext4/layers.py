@@ -157,7 +157,8 @@ def read_entries(stream: Stream | None, name: str, writer: Ext4Writer,
                  limits: Limits | None = None, chunk: int = CHUNK,
                  diff_id: str | None = None, stats: LayerStats | None = None,
                  budget: Budget | None = None,
-                 pieces: Iterator[bytes] | None = None) -> Iterator[TarEntry]:
+                 pieces: Iterator[bytes] | None = None,
+                 abandon: Callable[[], None] | None = None) -> Iterator[TarEntry]:
     """The members of a (possibly compressed) tar stream, in order; `chunk`
     is how much is decompressed and handed to C at a time.  With `diff_id`,
     the decompressed stream must hash to it (checked at its end).  `stats`,
@@ -166,7 +167,10 @@ def read_entries(stream: Stream | None, name: str, writer: Ext4Writer,
     layer_pieces(), replaces `stream` when the layer was opened earlier.
     The data is written on another thread while the entries are iterated:
     until the iteration ends, the caller gives `writer` no data of its own
-    (its discards are held back until then)."""
+    (its discards are held back until then).  `abandon`, if given, is called
+    when the iteration stops early (an error, the caller giving up), before
+    the threads are joined: it must stop a stream that waits for bytes
+    (LayerBlob.abandon)."""
     limits = limits or Limits()
     budget = budget if budget is not None else Budget(limits)
     stats = stats if stats is not None else LayerStats(name)
@@ -202,8 +206,15 @@ def read_entries(stream: Stream | None, name: str, writer: Ext4Writer,
         with Prefetch(pieces) as ahead, writer.discards_deferred(), \
                 Prefetch(_batches(ahead, tar, check, stats, started, budget, name),
                          FEED_DEPTH, "ociext4-feed") as batches:
-            for raw, strings in batches:
-                yield from _decode(raw, strings)
+            try:
+                for raw, strings in batches:
+                    yield from _decode(raw, strings)
+            except BaseException:
+                # Before the joins: a thread waiting for a download's next
+                # bytes would hold them up until the download moved.
+                if abandon is not None:
+                    abandon()
+                raise
         if digests is not None:
             assert diff_id is not None
             check_diff_id(name, diff_id, digests.tar_digest())

@@ -166,3 +166,31 @@ def test_a_failed_download_is_the_readers_error(store):
     with pytest.raises(DigestMismatch, match="other bytes"):
         blob.readinto(bytearray(100))
     dl.thread.join()
+
+
+def test_an_abandoned_reader_stops_waiting_and_its_check_does_not_wait(store):
+    ing = store.ingest(DIGEST, len(BLOB), "blob")
+    assert ing is not None
+    dl = Download(store, [lambda: ing.write(BLOB[:5000]), ing.discard])
+    blob = FollowedBlob(store, LAYER, "reg", dl.settled)
+    dl.step()
+    assert read(blob, 5000) == BLOB[:5000]
+    done: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            blob.readinto(bytearray(100))   # waits: nothing more is written
+        except BaseException as e:  # noqa: BLE001 - looked at below
+            done.append(e)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    time.sleep(0.05)
+    assert t.is_alive()
+    blob.abandon()
+    t.join(5)
+    assert not t.is_alive()
+    assert "given up while it was downloading" in str(done[0])
+    blob.check()                      # the download is not over: no verdict, no wait
+    dl.step()
+    dl.thread.join()

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..blobs import check_blob
+from ..errors import SourceError
 from ..hashing import Sha256
 from ..model import Layer
 from ..store import Store
@@ -45,6 +46,7 @@ class FollowedBlob(io.RawIOBase):
         self._fd: int | None = None
         self._pos = 0
         self._finished = False      # the download is over and _fd is the cached blob
+        self._abandoned = False
         self._hash = Sha256()
 
     def readable(self) -> bool:
@@ -64,6 +66,9 @@ class FollowedBlob(io.RawIOBase):
                     return n
             if self._finished:
                 return 0
+            if self._abandoned:
+                raise SourceError(f"{self._name}: layer {self._layer.digest}: given up "
+                                  "while it was downloading")
             if self._settled(POLL):
                 self._finished = True
                 self._open_if_other(self._final)
@@ -90,8 +95,21 @@ class FollowedBlob(io.RawIOBase):
             if self._finished:
                 raise
 
+    @property
+    def abandoned(self) -> bool:
+        return self._abandoned
+
+    def abandon(self) -> None:
+        """Stops waiting for bytes (from any thread): a read that would wait
+        raises instead, so whoever reads can be stopped and joined."""
+        self._abandoned = True
+
     def check(self) -> None:
-        """Raises the download's error, or unless what was read is the blob."""
+        """Raises the download's error, or unless what was read is the blob.
+        After abandon() it does not wait: a download not over yet has no
+        verdict to give, and the reader's own error is the one to report."""
+        if self._abandoned and not self._settled(0):
+            return
         self._settled(None)
         rest = bytearray(1 << 20)
         while self.readinto(rest):

@@ -4,7 +4,7 @@ already read, and the image tagged in the cache once every blob is in."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 
 from ..blobs import LayerBlob
@@ -59,20 +59,32 @@ class RegistryImage(SourceBase):
         if n == 0:
             self.finish()
         for i, layer in enumerate(image.layers):
+            last = i == n - 1
             if self._pull.streams(layer):
                 # Read as it downloads; what is read is checked on its own.
                 followed = FollowedBlob(self.store, layer, self.name,
                                         lambda timeout, layer=layer:
                                         self._pull.settled(layer, timeout))
-                blob = LayerBlob(layer, followed, followed.check, followed.close)
-            else:
-                # The cache checked the blob's digest before naming it, and
-                # the diff_id check still covers every byte of content.
-                self._pull.wait(layer)
-                blob = open_layer_blob(self.store.root, layer, verify=False)
-            if i == n - 1:
+                check = self._then_finish(followed) if last else followed.check
+                yield LayerBlob(layer, followed, check, followed.close, followed.abandon)
+                continue
+            # The cache checked the blob's digest before naming it, and the
+            # diff_id check still covers every byte of content.
+            self._pull.wait(layer)
+            blob = open_layer_blob(self.store.root, layer, verify=False)
+            if last:
                 self.finish()   # every blob is in: tag the image
             yield blob
+
+    def _then_finish(self, last: FollowedBlob) -> Callable[[], None]:
+        """The last layer's check: every blob is in once its own is, so the
+        image is tagged then (tagging before the layer is read would wait for
+        its download), unless the unpack gave the layer up."""
+        def check() -> None:
+            last.check()
+            if not last.abandoned:
+                self.finish()
+        return check
 
     def close(self) -> None:
         self.__exit__(None, None, None)

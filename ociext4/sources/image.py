@@ -83,7 +83,8 @@ def _flatten(image: Image, blobs: Iterator[LayerBlob], root: str,
                 _apply_layer(tree, current.layer, pieces, st, writer, limits, budget,
                              name_of(current.layer),
                              None if progress is None else
-                             lambda st, i=i: progress(i, len(image.layers), st))
+                             lambda st, i=i: progress(i, len(image.layers), st),
+                             current.abandon)
             except SourceError:
                 # A tampered blob shows first as a bad stream (a gzip CRC, a
                 # diff_id); its own digest names the fault better.
@@ -101,12 +102,13 @@ def _flatten(image: Image, blobs: Iterator[LayerBlob], root: str,
 
 def _apply_layer(tree: Tree, layer: Layer, pieces: Iterator[bytes], st: LayerStats,
                  writer: Ext4Writer, limits: Limits, budget: Budget, name: str,
-                 progress: Callable[[LayerStats], None] | None) -> None:
+                 progress: Callable[[LayerStats], None] | None,
+                 abandon: Callable[[], None] | None = None) -> None:
     applier = LayerApplier(tree)
     ints: dict[int, int] = {}
     seen = 0
     for e in read_entries(None, name, writer, limits, diff_id=layer.diff_id, stats=st,
-                          budget=budget, pieces=pieces):
+                          budget=budget, pieces=pieces, abandon=abandon):
         if progress is not None and st.entries != seen:
             seen = st.entries
             progress(st)

@@ -6,18 +6,24 @@ byte naming the layer, leaving neither an image nor the blob behind."""
 
 from __future__ import annotations
 
+import json
+import random
 import threading
+import time
 from pathlib import Path
 
 import pytest
 from conftest import BASIC_CREDS, manifest_desc, write_auth
+from ocilayouts import make_layout, member
 from support.faultproxy import FaultProxy
 from support.fscheck import e2fsck_clean
+from support.registry import Registry
 
 from ociext4 import api
-from ociext4.errors import DigestMismatch
+from ociext4.errors import DigestMismatch, SourceError
 from ociext4.layers import LayerStats
 from ociext4.model import Image
+from ociext4.registry.config import registry_options
 
 
 class Events(api.Progress):
@@ -58,8 +64,7 @@ def local_image(image_layout: Path, tmp_path: Path) -> bytes:
 
 def bottom(image_layout: Path) -> dict:
     blobs = image_layout / "blobs" / "sha256"
-    manifest = __import__("json").loads((blobs / manifest_desc(image_layout)["digest"][7:])
-                                        .read_bytes())
+    manifest = json.loads((blobs / manifest_desc(image_layout)["digest"][7:]).read_bytes())
     return manifest["layers"][0]
 
 
@@ -113,3 +118,34 @@ def test_the_cli_reports_a_bad_byte_read_while_downloading_in_one_line(
     assert len(lines) == 1 and lines[0].startswith("ociext4: error: "), proc.stderr
     assert f"layer {layer['digest']}" in lines[0] and "does not match its digest" in lines[0]
     assert list(tmp_path.glob("reg.img*")) == []
+
+
+@pytest.fixture(scope="module")
+def climbing_layout(tmp_path_factory: pytest.TempPathFactory, basic_registry: Registry) -> Path:
+    """An image whose one layer opens with a path out of the root, then holds
+    3 MiB more: the unpack fails on its first entry, long before the blob
+    is in."""
+    layout = make_layout(tmp_path_factory.mktemp("climb") / "layout",
+                         [[member("../escape", b"x"),
+                           member("big.bin", random.Random(5).randbytes(3 << 20))]])
+    basic_registry.push(layout, "test/climb")
+    return layout
+
+
+def test_an_error_in_a_layer_read_while_it_downloads_ends_the_unpack_without_waiting(
+        proxy, climbing_layout, cache, tmp_path, monkeypatch):
+    monkeypatch.setenv("REGISTRY_AUTH_FILE",
+                       str(write_auth(tmp_path / "auth.json", proxy.host, *BASIC_CREDS)))
+    layer = bottom(climbing_layout)
+    # Half the blob, then nothing for a minute: only a reader that stops
+    # waiting when the unpack gives up ends before that.
+    proxy.set("half-stall", times=1, digest=layer["digest"])
+    # Should the unpack wait for the download after all, the read timeout
+    # (20 s) and the second try (served whole) bound this test.
+    opts = registry_options(cache, timeout=20)
+    started = time.monotonic()
+    with pytest.raises(SourceError, match="../escape. climbs out of the root"):
+        api.unpack(f"{proxy.host}/test/climb", tmp_path / "out.img", cache=cache,
+                   registry=opts)
+    assert time.monotonic() - started < 15
+    assert list(tmp_path.glob("out.img*")) == []
