@@ -203,7 +203,8 @@ class Pull:
             for lay in todo:
                 if lay.digest not in self._futures:
                     job = self._check if lay.digest in cached else self._fetch
-                    if job == self._fetch and not self.store.ingest_path(lay.digest).exists():
+                    if lay.digest not in cached and \
+                            not self.store.ingest_path(lay.digest).exists():
                         self._from_scratch.add(lay.digest)
                     self._futures[lay.digest] = self._pool.submit(job, lay)
         return image
@@ -269,7 +270,7 @@ class Pull:
                 fut.result(timeout)
             except TimeoutError:
                 return False
-            except BaseException:  # noqa: BLE001 - _result reports it as wait() does
+            except Exception:  # noqa: BLE001 - _result reports it as wait() does
                 pass
         self._result(fut)
         return True
