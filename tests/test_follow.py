@@ -73,7 +73,7 @@ def store(tmp_path: Path) -> Store:
 
 def read(blob: FollowedBlob, n: int) -> bytes:
     out = bytearray()
-    buf = bytearray(n - len(out))
+    buf = bytearray(n)
     while len(out) < n:
         got = blob.readinto(memoryview(buf)[:n - len(out)])
         assert got

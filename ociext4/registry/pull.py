@@ -249,9 +249,7 @@ class Pull:
     def wait(self, layer: Layer) -> None:
         """Returns once the layer's blob is in the cache and checked; raises
         the download's error."""
-        fut = self._futures.get(layer.digest)
-        if fut is not None:
-            self._result(fut)
+        self.settled(layer, None)
 
     def streams(self, layer: Layer) -> bool:
         """Whether the layer's blob is still downloading, from its first
@@ -270,7 +268,7 @@ class Pull:
                 fut.result(timeout)
             except TimeoutError:
                 return False
-            except Exception:  # noqa: BLE001 - _result reports it as wait() does
+            except Exception:  # noqa: BLE001 - reported by _result, below
                 pass
         self._result(fut)
         return True
