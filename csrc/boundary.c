@@ -70,7 +70,7 @@ static const oe_field_layout fields[] = {
     FIELD(oe_tar_entry, atime_sec),
     FIELD(oe_tar_entry, mtime_nsec),
     FIELD(oe_tar_entry, atime_nsec),
-    FIELD(oe_tar_entry, has_atime),
+    FIELD(oe_tar_entry, flags),
     FIELD(oe_tar_entry, devmajor),
     FIELD(oe_tar_entry, devminor),
     FIELD(oe_tar_entry, name_len),

@@ -416,8 +416,36 @@ static size_t field_len(const uint8_t *f, size_t n)
     return z ? (size_t)(z - f) : n;
 }
 
+#define NAME_BYTES_MAX 255   /* of a path component, in the VFS and on ext4 */
+
+static int plain_name(const uint8_t *name, uint64_t len)
+{
+    uint64_t start = 0, end = len;
+    while (start < end && name[start] == '/')
+        start++;
+    while (end > start && name[end - 1] == '/')
+        end--;
+    if (start == end)
+        return 0;
+    for (uint64_t i = start; i < end;) {
+        uint64_t j = i;
+        while (j < end && name[j] != '/') {
+            if (name[j] == 0)
+                return 0;
+            j++;
+        }
+        uint64_t n = j - i;
+        if (n == 0 || n > NAME_BYTES_MAX || (name[i] == '.' && (n == 1 || (n == 2 && name[i + 1] == '.'))))
+            return 0;
+        i = j + 1;
+    }
+    return 1;
+}
+
 static int emit(oe_tar *t, oe_tar_entry *e)
 {
+    if (plain_name(t->str + e->name_off, e->name_len))
+        e->flags |= OE_TAR_PLAIN_NAME;
     if (grow(t, (void **)&t->ents, &t->cap_ents, t->n_ents + 1, sizeof *e))
         return -1;
     t->ents[t->n_ents++] = *e;
@@ -471,7 +499,7 @@ static int build_entry(oe_tar *t, oe_tar_entry *e, uint64_t size)
         if (o->has_atime) {
             e->atime_sec = o->atime_sec;
             e->atime_nsec = o->atime_nsec;
-            e->has_atime = 1;
+            e->flags |= OE_TAR_ATIME;
         }
     }
     if (e->uid > UINT32_MAX || e->gid > UINT32_MAX)

@@ -24,10 +24,10 @@ typedef struct {
     uint64_t uid;
     uint64_t gid;
     int64_t mtime_sec;
-    int64_t atime_sec;    /* valid when has_atime */
+    int64_t atime_sec;    /* valid with OE_TAR_ATIME */
     uint32_t mtime_nsec;
     uint32_t atime_nsec;
-    uint32_t has_atime;
+    uint32_t flags;       /* OE_TAR_* */
     uint32_t devmajor;
     uint32_t devminor;
     uint32_t name_len;
@@ -40,6 +40,13 @@ typedef struct {
     int64_t data;         /* writer handle of a regular file's data, or -1 */
     uint64_t offset;      /* of the member's header in the stream */
 } oe_tar_entry;
+
+/* oe_tar_entry.flags.  OE_TAR_PLAIN_NAME: the name, less its leading and
+ * trailing slashes, is one or more components of 1 to 255 bytes, none of
+ * them "." or "..", and holds no NUL, so a split on '/' is already the path
+ * (checked here, where the bytes are hot, and not again in Python for each
+ * member). */
+enum { OE_TAR_ATIME = 1, OE_TAR_PLAIN_NAME = 2 };
 
 oe_tar *oe_tar_new(oe_writer *w, const oe_tar_limits *limits);
 void oe_tar_free(oe_tar *t);

@@ -119,23 +119,38 @@ def _xattrs(raw: bytes) -> dict[str, bytes]:
     return out
 
 
+ATIME = lib.OE_TAR_ATIME
+PLAIN_NAME = lib.OE_TAR_PLAIN_NAME
+
+
+def entry_of(rec: tuple[Any, ...], strings: bytes) -> TarEntry:
+    """One of the reader's records (TAR_ENTRY's fields, in a batch's
+    `strings`) as a TarEntry."""
+    (typ, mode, uid, gid, msec, asec, mnsec, ansec, flags, major, minor, name_len,
+     name_off, link_off, link_len, xattr_len, xattr_off, size, data, offset) = rec
+    # The shared empty values where a member has none (nearly all): no
+    # tuple, dict or bytes object made for each.
+    return TarEntry(
+        chr(typ), strings[name_off:name_off + name_len],
+        strings[link_off:link_off + link_len] if link_len else b"", mode, uid, gid,
+        msec * 10**9 + mnsec, asec * 10**9 + ansec if flags & ATIME else None,
+        (major, minor) if major or minor else _NO_RDEV, size, data if data >= 0 else None,
+        _xattrs(strings[xattr_off:xattr_off + xattr_len]) if xattr_len else NO_XATTRS,
+        offset)
+
+
+def records(raw: bytes) -> Iterator[tuple[Any, ...]]:
+    """A batch's records, one tuple of TAR_ENTRY's fields each."""
+    return _ENTRY.iter_unpack(raw)
+
+
 def _decode(raw: bytes, strings: bytes) -> Iterator[TarEntry]:
     # One at a time, not a list of the batch: a piece's thousand entries and
     # their temporaries alive at once interleave the tree's objects with
     # theirs in CPython's arenas, which then cannot be given back while the
     # tree is packed for the commit (~25 MB more peak at 1M entries).
-    for (typ, mode, uid, gid, msec, asec, mnsec, ansec, has_atime, major, minor, name_len,
-         name_off, link_off, link_len, xattr_len, xattr_off, size, data,
-         offset) in _ENTRY.iter_unpack(raw):
-        # The shared empty values where a member has none (nearly all): no
-        # tuple, dict or bytes object made for each.
-        yield TarEntry(
-            chr(typ), strings[name_off:name_off + name_len],
-            strings[link_off:link_off + link_len] if link_len else b"", mode, uid, gid,
-            msec * 10**9 + mnsec, asec * 10**9 + ansec if has_atime else None,
-            (major, minor) if major or minor else _NO_RDEV, size, data if data >= 0 else None,
-            _xattrs(strings[xattr_off:xattr_off + xattr_len]) if xattr_len else NO_XATTRS,
-            offset)
+    for rec in _ENTRY.iter_unpack(raw):
+        yield entry_of(rec, strings)
 
 
 def layer_pieces(stream: Stream, name: str, stats: LayerStats,
@@ -159,7 +174,25 @@ def read_entries(stream: Stream | None, name: str, writer: Ext4Writer,
                  budget: Budget | None = None,
                  pieces: Iterator[bytes] | None = None,
                  abandon: Callable[[], None] | None = None) -> Iterator[TarEntry]:
-    """The members of a (possibly compressed) tar stream, in order; `chunk`
+    """The members of a (possibly compressed) tar stream, in order, as
+    TarEntry records: read_batches(), one member at a time."""
+    batches = read_batches(stream, name, writer, limits, chunk, diff_id, stats, budget,
+                           pieces, abandon)
+    try:
+        for raw, strings in batches:
+            yield from _decode(raw, strings)
+    finally:
+        batches.close()   # now, not when collected: it joins the threads
+
+
+def read_batches(stream: Stream | None, name: str, writer: Ext4Writer,
+                 limits: Limits | None = None, chunk: int = CHUNK,
+                 diff_id: str | None = None, stats: LayerStats | None = None,
+                 budget: Budget | None = None,
+                 pieces: Iterator[bytes] | None = None,
+                 abandon: Callable[[], None] | None = None) -> Iterator[tuple[bytes, bytes]]:
+    """The members of a (possibly compressed) tar stream, in order, in
+    batches of (records, strings): see records() and entry_of().  `chunk`
     is how much is decompressed and handed to C at a time.  With `diff_id`,
     the decompressed stream must hash to it (checked at its end).  `stats`,
     if given, is kept up to date as the layer streams; `budget` carries the
@@ -207,8 +240,9 @@ def read_entries(stream: Stream | None, name: str, writer: Ext4Writer,
                 Prefetch(_batches(ahead, tar, check, stats, started, budget, name),
                          FEED_DEPTH, "ociext4-feed") as batches:
             try:
-                for raw, strings in batches:
-                    yield from _decode(raw, strings)
+                for batch in batches:
+                    if batch[0]:
+                        yield batch
             except BaseException:
                 # Before the joins: a thread waiting for a download's next
                 # bytes would hold them up until the download moved.

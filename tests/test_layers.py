@@ -15,13 +15,16 @@ from support.fscheck import assert_same_tree
 
 from ociext4.errors import SourceError
 from ociext4.ext4 import Ext4Options, Ext4Writer
-from ociext4.layers import Limits, read_entries
+from ociext4.ext4.records import TAR_ENTRY
+from ociext4.layers import PLAIN_NAME, Limits, entry_of, read_batches, read_entries, records
 from ociext4.sources.tarball import read_tar
+from ociext4.tree import split_path
 
 name_parts = st.text(alphabet=st.characters(blacklist_categories=("Cs",),
                                             blacklist_characters="/\0"),
                      min_size=1, max_size=60).filter(lambda s: s not in (".", ".."))
 paths = st.lists(name_parts, min_size=1, max_size=5).map("/".join)
+TAR_FLAGS = [name for name, _ in TAR_ENTRY.fields].index("flags")
 
 
 @st.composite
@@ -278,3 +281,34 @@ def test_an_error_in_the_stream_reaches_the_reader_after_the_entries_before_it(t
                 seen.append(e.name)
         assert seen == [f"f{i}".encode() for i in range(50)]
         assert not _threads_named("ociext4-feed")
+
+
+# Components that make a name other than plain, beside ordinary ones.
+_odd_parts = st.sampled_from(["", ".", "..", "x" * 255, "y" * 256, "n\0ul", "..."])
+_any_parts = st.one_of(name_parts, _odd_parts)
+
+
+@settings(deadline=None, max_examples=200)
+@given(parts=st.lists(_any_parts, min_size=1, max_size=5),
+       lead=st.sampled_from(["", "/", "//", "./"]), trail=st.sampled_from(["", "/", "//"]))
+def test_the_plain_name_flag_means_a_split_on_slashes_is_the_path(tmp_path_factory, parts,
+                                                                   lead, trail):
+    name = lead + "/".join(parts) + trail
+    # PAX carries any name (NUL and all); the type keeps a trailing slash a file's.
+    info = tarfile.TarInfo("x")
+    info.pax_headers = {"path": name}
+    info.type = tarfile.FIFOTYPE
+    out = tmp_path_factory.mktemp("plain") / "x.img"
+    with Ext4Writer(out, Ext4Options(fsync=False)) as w:
+        ((raw, strings),) = read_batches(io.BytesIO(_archive([(info, b"")], tarfile.PAX_FORMAT)),
+                                         "t", w)
+    (rec,) = records(raw)
+    entry = entry_of(rec, strings)
+    raw_name = name.encode("utf-8", "surrogateescape")
+    assert entry.name == raw_name
+    stripped = raw_name.strip(b"/").split(b"/")
+    plain = all(p not in (b"", b".", b"..") and b"\0" not in p and len(p) <= 255
+                for p in stripped)
+    assert bool(rec[TAR_FLAGS] & PLAIN_NAME) == plain
+    if plain:
+        assert stripped == split_path(raw_name)

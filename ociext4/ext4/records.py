@@ -58,7 +58,7 @@ DIRENT = Record("oe_dirent", (("name_off", "Q"), ("child", "I"), ("name_len", "I
 TAR_ENTRY = Record("oe_tar_entry", (
     ("type", "I"), ("mode", "I"), ("uid", "Q"), ("gid", "Q"),
     ("mtime_sec", "q"), ("atime_sec", "q"), ("mtime_nsec", "I"), ("atime_nsec", "I"),
-    ("has_atime", "I"), ("devmajor", "I"), ("devminor", "I"), ("name_len", "I"),
+    ("flags", "I"), ("devmajor", "I"), ("devminor", "I"), ("name_len", "I"),
     ("name_off", "Q"), ("link_off", "Q"), ("link_len", "I"), ("xattr_len", "I"),
     ("xattr_off", "Q"), ("size", "Q"), ("data", "q"), ("offset", "Q"),
 ))

@@ -11,12 +11,12 @@ from ..blobs import LayerBlob
 from ..errors import SourceError
 from ..ext4.writer import Ext4Writer
 from ..flatten import LayerApplier
-from ..layers import Budget, LayerStats, Limits, layer_pieces, read_entries
+from ..layers import Budget, LayerStats, Limits, layer_pieces, read_batches
 from ..lookahead import Lookahead, budget_for
 from ..model import Image, Layer, Platform
 from ..source import ImageSource
-from ..tree import Inode, Tree, new_dir, split_path
-from .tarball import entry_node, link_target
+from ..tree import Inode, Tree, new_dir
+from .tarball import apply_batch
 
 Progress = Callable[[int, int, LayerStats], None]
 
@@ -106,23 +106,14 @@ def _apply_layer(tree: Tree, layer: Layer, pieces: Iterator[bytes], st: LayerSta
                  abandon: Callable[[], None] | None = None) -> None:
     applier = LayerApplier(tree)
     ints: dict[int, int] = {}
-    seen = 0
-    for e in read_entries(None, name, writer, limits, diff_id=layer.diff_id, stats=st,
-                          budget=budget, pieces=pieces, abandon=abandon):
-        if progress is not None and st.entries != seen:
-            seen = st.entries
+    for raw, strings in read_batches(None, name, writer, limits, diff_id=layer.diff_id,
+                                     stats=st, budget=budget, pieces=pieces, abandon=abandon):
+        if progress is not None:
             progress(st)
         try:
-            parts = split_path(e.name)
-            if e.type == "1":
-                applier.link(parts, link_target(tree, e))
-            else:
-                node = entry_node(e, writer, ints)
-                if applier.put(parts, node) is None:
-                    writer.release(node)  # a whiteout marker or eStargz file
+            apply_batch(raw, strings, applier, tree, writer, ints)
         except SourceError as err:
             raise SourceError(f"{name}: {err}") from None
-        tree.collect()
     applier.finish()
     if progress is not None:
         progress(st)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import sys
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from ..errors import SourceError
 from ..ext4.writer import Ext4Writer
-from ..layers import Limits, TarEntry, read_entries
+from ..layers import PLAIN_NAME, Limits, TarEntry, entry_of, read_batches, records
 from ..tree import (
     NO_XATTRS,
     S_IFBLK,
@@ -30,19 +30,83 @@ _KINDS = {"0": S_IFREG, "2": S_IFLNK, "3": S_IFCHR, "4": S_IFBLK, "5": S_IFDIR, 
 SHARED_INTS_MAX = 1 << 16
 
 
+class Placer(Protocol):
+    """Where apply_batch puts what it reads: a layer's rules, or a plain tar's."""
+
+    def put(self, parts: list[bytes], node: Inode) -> Inode | None: ...
+    def link(self, parts: list[bytes], target: Inode) -> None: ...
+
+
+class _Replacing:
+    """A plain tar's rules: a later member replaces an earlier one."""
+
+    def __init__(self, tree: Tree) -> None:
+        self.tree = tree
+
+    def put(self, parts: list[bytes], node: Inode) -> Inode:
+        return self.tree.put(parts, node, new_dir)
+
+    def link(self, parts: list[bytes], target: Inode) -> None:
+        if parts:
+            self.tree.put(parts, target, new_dir)
+
+
 def read_tar(stream: BinaryIO, name: str, writer: Ext4Writer,
              limits: Limits | None = None) -> Inode:
     """Applies the archive's members in order (later duplicates win) and
     returns the root of the resulting tree."""
     tree = Tree(new_dir(), on_release=writer.release)
+    placer = _Replacing(tree)
     ints: dict[int, int] = {}
-    for entry in read_entries(stream, name, writer, limits):
+    for raw, strings in read_batches(stream, name, writer, limits):
         try:
-            _apply(tree, entry, writer, ints)
+            apply_batch(raw, strings, placer, tree, writer, ints)
         except SourceError as e:
             raise SourceError(f"{name}: {e}") from None
-        tree.collect()
     return tree.root
+
+
+_REG, _DIR, _LINK = ord("0"), ord("5"), ord("1")
+
+
+def apply_batch(raw: bytes, strings: bytes, placer: Placer, tree: Tree, writer: Ext4Writer,
+                ints: dict[int, int]) -> None:
+    """Applies one batch of the tar reader's members (layers.read_batches).
+
+    A plain file or directory with a plain name and no atime or xattrs, the
+    bulk of every image, becomes its Inode here straight from the record,
+    as entry_node() would make it (tests/test_tarball.py holds them to the
+    same tree): a TarEntry and split_path() cost more than the rest of an
+    entry's work.  Every other member goes through them."""
+    put, collect = placer.put, tree.collect
+    for rec in records(raw):
+        (typ, mode, uid, gid, msec, _, mnsec, _, flags, _, _, name_len, name_off, _, _,
+         xattr_len, _, size, data, _) = rec
+        if flags == PLAIN_NAME and not xattr_len and (typ == _REG or typ == _DIR):
+            parts = strings[name_off:name_off + name_len].strip(b"/").split(b"/")
+            mtime = msec * 1_000_000_000 + mnsec
+            mode = ints.get(mode, mode)
+            mtime = ints.get(mtime, mtime)
+            if len(ints) < SHARED_INTS_MAX:
+                ints.setdefault(mode, mode)
+                ints.setdefault(mtime, mtime)
+            if typ == _REG:
+                node = Inode(S_IFREG, mode, uid, gid, mtime, None, None, size,
+                             data if data >= 0 else None)
+            else:
+                node = Inode(S_IFDIR, mode, uid, gid, mtime, None, None, 0, None, b"",
+                             (0, 0), NO_XATTRS, {})
+        else:
+            e = entry_of(rec, strings)
+            parts = split_path(e.name)
+            if typ == _LINK:
+                placer.link(parts, link_target(tree, e))
+                collect()
+                continue
+            node = entry_node(e, writer, ints)
+        if put(parts, node) is None:
+            writer.release(node)  # a whiteout marker or eStargz file
+        collect()
 
 
 def entry_node(e: TarEntry, writer: Ext4Writer, ints: dict[int, int] | None = None) -> Inode:
@@ -93,16 +157,6 @@ def link_target(tree: Tree, e: TarEntry) -> Inode:
         raise SourceError(f"{e.name.decode(errors='replace')}: hard link to {what} "
                           f"{e.link.decode(errors='replace')!r}")
     return target
-
-
-def _apply(tree: Tree, e: TarEntry, writer: Ext4Writer, ints: dict[int, int]) -> None:
-    parts = split_path(e.name)
-    if e.type == "1":
-        target = link_target(tree, e)
-        if parts:
-            tree.put(parts, target, new_dir)
-        return
-    tree.put(parts, entry_node(e, writer, ints), new_dir)
 
 
 def open_source(path: str) -> BinaryIO:
