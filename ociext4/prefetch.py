@@ -55,11 +55,15 @@ class Prefetch(Generic[T]):
     def close(self) -> None:
         self._stop.set()
         while self._thread.is_alive():
+            # Room for a worker waiting on a full queue; then the join
+            # returns as soon as the worker ends.  Not a blocking get: a
+            # worker that already put its end would keep it waiting for an
+            # item that never comes (0.1 s a layer, twice, when it was).
             try:
-                self._queue.get(timeout=0.1)
+                self._queue.get_nowait()
             except queue.Empty:
                 pass
-        self._thread.join()
+            self._thread.join(0.01)
 
     def __enter__(self) -> Prefetch[T]:
         return self
