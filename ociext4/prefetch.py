@@ -57,8 +57,9 @@ class Prefetch(Generic[T]):
         while self._thread.is_alive():
             # Room for a worker waiting on a full queue; then the join
             # returns as soon as the worker ends.  Not a blocking get: a
-            # worker that already put its end would keep it waiting for an
-            # item that never comes (0.1 s a layer, twice, when it was).
+            # worker that has put its end but not yet returned would keep
+            # close() waiting out the get's timeout for an item that never
+            # comes.
             try:
                 self._queue.get_nowait()
             except queue.Empty:
