@@ -194,3 +194,22 @@ def test_an_abandoned_reader_stops_waiting_and_its_check_does_not_wait(store):
     blob.check()                      # the download is not over: no verdict, no wait
     dl.step()
     dl.thread.join()
+
+
+def test_an_abandoned_reader_that_read_every_byte_is_checked_without_waiting(store):
+    """A stream error found at the blob's end (a gzip CRC) abandons the
+    reader before the download has settled: what was read is whole, so its
+    digest is the verdict, given at once."""
+    ing = store.ingest(DIGEST, len(BLOB), "blob")
+    assert ing is not None
+    wrong = bytes([BLOB[0] ^ 1]) + BLOB[1:]
+    dl = Download(store, [lambda: ing.write(wrong), ing.discard])
+    blob = FollowedBlob(store, LAYER, "reg", dl.settled)
+    dl.step()
+    assert read(blob, len(BLOB)) == wrong
+    blob.abandon()
+    with pytest.raises(DigestMismatch, match=f"reg: layer {DIGEST}"):
+        blob.check()                  # the download has not settled: no wait
+    assert not dl.done.is_set()
+    dl.step()
+    dl.thread.join()
