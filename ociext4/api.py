@@ -20,7 +20,7 @@ from .ext4.writer import Ext4Options, Ext4Writer, ImageInfo
 from .layers import LayerStats, Limits
 from .model import Image, ImageConfig, Platform
 from .reference import LocalRef, RegistryRef, parse_reference
-from .source import ImageSource
+from .source import ImageSource, healing_cache
 
 if TYPE_CHECKING:
     from .registry import Options as RegistryOptions
@@ -170,13 +170,16 @@ def unpack(source: str | ImageSource, output: PathLike, *,
                        fsync=fsync, verity=verity, verity_salt=verity_salt)
     stats: list[LayerStats] = []
     report = progress.layer if progress is not None else None
-    with open_image_source(source, cache=cache, registry=registry, progress=progress) as src, \
-            _NoGC():
+
+    def attempt(src: ImageSource) -> tuple[Image, ImageInfo, float]:
+        stats.clear()
         image = src.open(as_platform(platform))
+        image_opts = opts
         if verity:
             # Known before the first write, so the writer hashes as it writes.
-            opts = dataclasses.replace(opts, verity_salt=_salt(verity_salt, image.manifest_digest))
-        with Ext4Writer(out, opts) as writer:
+            image_opts = dataclasses.replace(opts, verity_salt=_salt(verity_salt,
+                                                                      image.manifest_digest))
+        with Ext4Writer(out, image_opts) as writer:
             root = flatten_image(src, image, writer, limits, report, stats)
             read_done = time.perf_counter()
             writer.options = dataclasses.replace(
@@ -202,6 +205,11 @@ def unpack(source: str | ImageSource, output: PathLike, *,
                 sidecar.PendingSidecar(out, sidecar.Sidecar(
                     image.manifest_digest, str(image.platform or ""), image.config.config,
                     info.uuid, info.verity)).commit()
+        return image, info, read_done
+
+    with open_image_source(source, cache=cache, registry=registry, progress=progress) as src, \
+            _NoGC():
+        image, info, read_done = healing_cache(lambda: attempt(src))
     done = time.perf_counter()
     return UnpackResult(out, image.manifest_digest, image.index_digest, image.platform,
                         image.config, info.uuid,

@@ -87,3 +87,13 @@ class CacheError(Ociext4Error):
     def __init__(self, message: str, *, path: str = "", digest: str = "") -> None:
         super().__init__(message)
         self.path, self.digest = path, digest
+
+
+class CachedBlobDamaged(CacheError):
+    """A cached layer blob, hashed as an unpack read it, was not the blob its
+    digest names.  It has been moved to quarantine (`moved`), so the next
+    attempt fetches it again: the unpack starts over once by itself."""
+
+    def __init__(self, message: str, *, path: str, digest: str, moved: str) -> None:
+        super().__init__(message, path=path, digest=digest)
+        self.moved = moved

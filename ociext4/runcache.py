@@ -16,7 +16,7 @@ from .errors import SourceError
 from .ext4.writer import Ext4Options, Ext4Writer
 from .model import ContainerConfig, Platform
 from .reference import parse_local, parse_registry
-from .source import ImageSource, check_platform
+from .source import ImageSource, check_platform, healing_cache
 
 if TYPE_CHECKING:
     from .registry import Options as RegistryOptions
@@ -82,16 +82,20 @@ def cached_unpack(src: ImageSource, platform: Platform | None) -> tuple[Path, Co
         if side is None:
             opts = Ext4Options(uuid=derived_uuid(image.manifest_digest, "uuid"),
                                hash_seed=derived_uuid(image.manifest_digest, "hash-seed"))
-            image = src.open(platform)
-            with Ext4Writer(dest, opts) as writer:
-                root = flatten_image(src, image, writer)
-                pending = sidecar.PendingSidecar(dest, sidecar.Sidecar(
-                    image.manifest_digest, str(plat), image.config.config, opts.uuid))
-                try:
-                    writer.commit(root)
-                except BaseException:
-                    pending.discard()
-                    raise
-                pending.commit()
-            return dest, image.config.config
+
+            def attempt() -> ContainerConfig:
+                image = src.open(platform)
+                with Ext4Writer(dest, opts) as writer:
+                    root = flatten_image(src, image, writer)
+                    pending = sidecar.PendingSidecar(dest, sidecar.Sidecar(
+                        image.manifest_digest, str(plat), image.config.config, opts.uuid))
+                    try:
+                        writer.commit(root)
+                    except BaseException:
+                        pending.discard()
+                        raise
+                    pending.commit()
+                return image.config.config
+
+            return dest, healing_cache(attempt)
     return dest, side.config

@@ -4,12 +4,15 @@ in order, close."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from .blobs import LayerBlob
+from .errors import CachedBlobDamaged
 from .model import Image, Platform
+
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -63,3 +66,19 @@ def check_platform(have: Platform | None, wanted: Platform | None, name: str) ->
 
     if wanted is not None and have is not None and not wanted.matches(have):
         raise NoMatchingPlatform(name, wanted, [have])
+
+
+def healing_cache(attempt: Callable[[], T]) -> T:
+    """attempt() (open the source, read its layers into a new image), again
+    each time it finds a cached layer damaged: that blob is in quarantine by
+    then, so opening the source again fetches it.  A registry source hashes
+    cached layers as it reads them, not before.  Each new attempt follows a
+    blob not met before, so there are at most as many as cached layers."""
+    seen: set[str] = set()
+    while True:
+        try:
+            return attempt()
+        except CachedBlobDamaged as e:
+            if e.digest in seen:
+                raise
+            seen.add(e.digest)

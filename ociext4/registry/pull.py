@@ -83,6 +83,7 @@ class Pull:
         self._pool: ThreadPoolExecutor | None = None
         self._futures: dict[str, Future[Path]] = {}
         self._from_scratch: set[str] = set()   # downloads with no bytes left by a run before
+        self.unchecked: set[str] = set()       # cached layers their reader hashes (start())
         self._lock_cm: contextlib.AbstractContextManager[None] | None = None
         self.resolved: Resolved | None = None
 
@@ -187,18 +188,24 @@ class Pull:
                           f"`ociext4 pull {self.ref}` once {self.ref.host} is reachable",
                           path=str(path), digest=digest)
 
-    def start(self) -> Image:
+    def start(self, rehash_cached: bool = True) -> Image:
         """Resolves, then rehashes the layers that are cached and fetches the
-        others, bottom layer first."""
+        others, bottom layer first.  Without `rehash_cached`, the cached
+        layers are left in `unchecked` instead, for whoever reads them to
+        hash as it reads (an unpack); calling start() again after one of
+        them was found damaged and quarantined fetches it."""
         image = self.resolve().image
         cached = {lay.digest for lay in image.layers
                   if self.store.has(lay.digest, lay.size or None)}
         if self.progress is not None:
             self.progress.begin(image, cached)
-        todo = [lay for lay in image.layers if lay.digest not in self._futures]
+        self.unchecked = set() if rehash_cached else cached - self._futures.keys()
+        todo = [lay for lay in image.layers
+                if lay.digest not in self._futures and lay.digest not in self.unchecked]
         if todo:
-            self._pool = ThreadPoolExecutor(max_workers=min(self._jobs, len(todo)),
-                                            thread_name_prefix="ociext4-pull")
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=min(self._jobs, len(todo)),
+                                                thread_name_prefix="ociext4-pull")
             # Bottom layer first: it is the one the unpack needs first.
             for lay in todo:
                 if lay.digest not in self._futures:

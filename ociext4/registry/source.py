@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 
 from ..blobs import LayerBlob
-from ..model import Image, Platform
+from ..errors import CachedBlobDamaged, DigestMismatch
+from ..model import Image, Layer, Platform
 from ..ocilayout import open_layer_blob
 from ..reference import RegistryRef
 from ..source import SourceBase
@@ -33,7 +34,10 @@ class RegistryImage(SourceBase):
             self._pull.__enter__()
             self._entered = True
         self._pull.plat = platform
-        return self._pull.start()
+        # Cached layers are hashed as they are inflated, not before: see
+        # _checked_in_cache.  Opening again after one was found damaged
+        # fetches it.
+        return self._pull.start(rehash_cached=False)
 
     def resolve(self, platform: Platform | None = None) -> Image:
         """Manifest and config only: nothing but them is downloaded."""
@@ -68,13 +72,38 @@ class RegistryImage(SourceBase):
                 check = self._then_finish(followed) if last else followed.check
                 yield LayerBlob(layer, followed, check, followed.close, followed.abandon)
                 continue
-            # The cache checked the blob's digest before naming it, and the
-            # diff_id check still covers every byte of content.
-            self._pull.wait(layer)
-            blob = open_layer_blob(self.store.root, layer, verify=False)
+            if layer.digest in self._pull.unchecked:
+                # Cached before this pull: hashed as it is read.
+                blob = open_layer_blob(self.store.root, layer)
+                blob.check = self._checked_in_cache(layer, blob.check)
+            else:
+                # Fetched by this pull: the cache checked the blob's digest
+                # before naming it, and the diff_id check still covers every
+                # byte of content.
+                self._pull.wait(layer)
+                blob = open_layer_blob(self.store.root, layer, verify=False)
             if last:
                 self.finish()   # every blob is in: tag the image
             yield blob
+
+    def _checked_in_cache(self, layer: Layer,
+                          check: Callable[[], None] | None) -> Callable[[], None]:
+        """The check of a cached layer hashed as it was read: a blob that is
+        not what its digest names goes to quarantine, and CachedBlobDamaged
+        tells the unpack to start over (open() then fetches it again)."""
+        assert check is not None
+
+        def checked() -> None:
+            try:
+                check()
+            except DigestMismatch as e:
+                damaged = self.store.quarantine(layer.digest, str(e))
+                raise CachedBlobDamaged(
+                    f"{damaged.path}: the cached blob {layer.digest} was damaged (moved to "
+                    f"{damaged.moved_to}); run again to fetch it",
+                    path=str(damaged.path), digest=layer.digest,
+                    moved=str(damaged.moved_to)) from None
+        return checked
 
     def _then_finish(self, last: FollowedBlob) -> Callable[[], None]:
         """The last layer's check: every blob is in once its own is, so the

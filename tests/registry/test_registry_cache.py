@@ -162,6 +162,55 @@ def test_a_damaged_cached_blob_is_quarantined_fetched_again_and_the_unpack_goes_
     assert ociext4("cache", "verify").returncode == 0
 
 
+@pytest.mark.parametrize("kind", ["layer-data", "gzip-header"])
+def test_a_cached_layer_is_hashed_as_it_is_read_and_a_damaged_one_starts_the_unpack_over(
+        open_registry, image_layout, tmp_path, cache, monkeypatch, kind):
+    """No rehash of cached layers before the unpack reads them (the local
+    layout's cost, not more): the reader's own hash finds the damage, the
+    blob goes to quarantine and the unpack starts over once, fetching it."""
+    from ociext4 import api
+    from ociext4.store import Store
+
+    ref = f"{open_registry.host}/test/img"
+    clean = tmp_path / "clean.img"
+    api.unpack(f"oci:{image_layout}:latest", clean)
+    ociext4("pull", ref)
+    blob = damage(cache, kind, blobs_of(image_layout))
+
+    def no_rehash(self: Store, digest: str, size: int | None = None) -> None:
+        raise AssertionError(f"{digest} rehashed before it was read")
+
+    monkeypatch.setattr(Store, "verify", no_rehash)
+    healed = tmp_path / "healed.img"
+    api.unpack(ref, healed, cache=cache)
+    assert healed.read_bytes() == clean.read_bytes()
+    [moved] = (cache / "quarantine").iterdir()
+    assert moved.name.startswith(blob.name + ".")
+    api.unpack(ref, tmp_path / "again.img", cache=cache)   # whole now: no quarantine
+    assert len(list((cache / "quarantine").iterdir())) == 1
+
+
+def test_every_cached_layer_damaged_is_fetched_again_in_one_unpack(open_registry, image_layout,
+                                                                    tmp_path, cache):
+    from ociext4 import api
+
+    ref = f"{open_registry.host}/test/img"
+    clean = tmp_path / "clean.img"
+    api.unpack(f"oci:{image_layout}:latest", clean)
+    ociext4("pull", ref)
+    doc = json.loads((image_layout / "blobs" / "sha256" /
+                      manifest_desc(image_layout)["digest"][7:]).read_text())
+    layers = {lay["digest"] for lay in doc["layers"]}
+    assert len(layers) > 1
+    for digest in layers:
+        flip(cache / "blobs" / "sha256" / digest[7:], 4)   # gzip MTIME: only the digest sees it
+    healed = tmp_path / "healed.img"
+    api.unpack(ref, healed, cache=cache)
+    assert healed.read_bytes() == clean.read_bytes()
+    moved = {q.name.partition(".")[0] for q in (cache / "quarantine").iterdir()}
+    assert moved == {d[7:] for d in layers}
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_damaged_blob_offline_fails_in_one_line_naming_the_path_digest_and_fix(
         own_proxy, image_layout, tmp_path, cache, kind):
