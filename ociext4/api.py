@@ -269,8 +269,7 @@ def pull(reference: str, *, platform: str | Platform | None = None,
 
     with RegistryImage(parse_registry(reference), Store(default_root(cache)), registry,
                        progress, PullPolicy(policy)) as src:
-        src.open(as_platform(platform))
-        return src.finish()
+        return src.pull(as_platform(platform))
 
 
 def inspect(reference: str, *, platform: str | Platform | None = None,

@@ -29,23 +29,28 @@ class RegistryImage(SourceBase):
         self._entered = False
         self.pulled: PulledImage | None = None
 
-    def open(self, platform: Platform | None = None) -> Image:
+    def _for(self, platform: Platform | None) -> Pull:
         if not self._entered:
             self._pull.__enter__()
             self._entered = True
         self._pull.plat = platform
-        # Cached layers are hashed as they are inflated, not before: see
-        # _checked_in_cache.  Opening again after one was found damaged
-        # fetches it.
-        return self._pull.start(rehash_cached=False)
+        return self._pull
+
+    def open(self, platform: Platform | None = None) -> Image:
+        """For reading the layers (an unpack): cached layers are hashed as
+        they are inflated, not before (see _checked_in_cache).  Opening
+        again after one was found damaged fetches it."""
+        return self._for(platform).start(rehash_cached=False)
+
+    def pull(self, platform: Platform | None = None) -> PulledImage:
+        """The image whole in the cache, with nothing read from it: cached
+        layers are rehashed (a damaged one fetched again), then it is tagged."""
+        self._for(platform).start()
+        return self.finish()
 
     def resolve(self, platform: Platform | None = None) -> Image:
         """Manifest and config only: nothing but them is downloaded."""
-        if not self._entered:
-            self._pull.__enter__()
-            self._entered = True
-        self._pull.plat = platform
-        return self._pull.resolve().image
+        return self._for(platform).resolve().image
 
     @property
     def raw(self) -> bytes:

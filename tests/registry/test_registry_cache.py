@@ -190,6 +190,20 @@ def test_a_cached_layer_is_hashed_as_it_is_read_and_a_damaged_one_starts_the_unp
     assert len(list((cache / "quarantine").iterdir())) == 1
 
 
+@pytest.mark.parametrize("kind", ["layer-data", "gzip-header"])
+def test_pull_of_a_cached_image_rehashes_its_layers_and_fetches_a_damaged_one(
+        open_registry, image_layout, cache, kind):
+    ref = f"{open_registry.host}/test/img"
+    ociext4("pull", ref)
+    digests = blobs_of(image_layout)
+    good = (cache / "blobs" / "sha256" / digests["layer"][7:]).read_bytes()
+    blob = damage(cache, kind, digests)
+    ociext4("pull", ref)
+    assert blob.read_bytes() == good
+    [moved] = (cache / "quarantine").iterdir()
+    assert moved.name.startswith(blob.name + ".")
+
+
 def test_every_cached_layer_damaged_is_fetched_again_in_one_unpack(open_registry, image_layout,
                                                                     tmp_path, cache):
     from ociext4 import api
