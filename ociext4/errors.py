@@ -92,7 +92,8 @@ class CacheError(Ociext4Error):
 class CachedBlobDamaged(CacheError):
     """A cached layer blob, hashed as an unpack read it, was not the blob its
     digest names.  It has been moved to quarantine (`moved`), so the next
-    attempt fetches it again: the unpack starts over once by itself."""
+    attempt fetches it again: an unpack starts over by itself, once for
+    each damaged blob (source.healing_cache)."""
 
     def __init__(self, message: str, *, path: str, digest: str, moved: str) -> None:
         super().__init__(message, path=path, digest=digest)
