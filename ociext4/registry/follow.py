@@ -111,10 +111,12 @@ class FollowedBlob(io.RawIOBase):
         but what was read to the blob's size is compared as it is (a gzip
         CRC fails only once its last bytes are read, often before the
         download has settled: its digest names the fault better)."""
-        whole = self._size is not None and self._pos == self._size
-        if self._abandoned and not whole and not self._settled(0):
-            return
-        if not (self._abandoned and whole):
+        if self._abandoned:
+            whole = self._size is not None and self._pos == self._size
+            # settled(0) raises the download's error, as settled(None) does.
+            if not whole and not self._settled(0):
+                return
+        else:
             self._settled(None)
         rest = bytearray(1 << 20)
         while self.readinto(rest):
