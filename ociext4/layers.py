@@ -149,7 +149,7 @@ def _decode(raw: bytes, strings: bytes) -> Iterator[TarEntry]:
     # their temporaries alive at once interleave the tree's objects with
     # theirs in CPython's arenas, which then cannot be given back while the
     # tree is packed for the commit (~25 MB more peak at 1M entries).
-    for rec in _ENTRY.iter_unpack(raw):
+    for rec in records(raw):
         yield entry_of(rec, strings)
 
 
