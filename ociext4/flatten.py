@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .errors import SourceError
-from .tree import S_IFDIR, Inode, Tree, new_dir, split_path
+from .tree import S_IFDIR, Inode, Node, Tree, new_dir, split_path
 
 WHITEOUT = b".wh."
 OPAQUE = b".wh..wh..opq"
@@ -40,7 +40,7 @@ class LayerApplier:
         self._last_parent: Inode | None = None
         self._last_names: set[bytes] | None = None
 
-    def put(self, parts: list[bytes], node: Inode) -> Inode | None:
+    def put(self, parts: list[bytes], node: Node) -> Node | None:
         """Applies one entry; returns None when it was a marker, not a file."""
         if not parts:
             return self.tree.put(parts, node, new_dir)
@@ -56,7 +56,7 @@ class LayerApplier:
         if parts:
             self._place(parts, target)
 
-    def _place(self, parts: list[bytes], node: Inode) -> Inode:
+    def _place(self, parts: list[bytes], node: Node) -> Node:
         # The entry and every directory on its way (through symlinks too)
         # belong to this layer as far as its own whiteouts are concerned.
         parent, trail = self.tree.parent_and_trail(parts, self._new_dir)
@@ -73,7 +73,7 @@ class LayerApplier:
         if self._last_names is not None:
             self._last_names.add(name)
         placed = self.tree.put_in(parent, name, node)
-        if placed is node and node.kind == S_IFDIR:
+        if placed is node and type(node) is not bytes and node.kind == S_IFDIR:
             self._fresh.add(node)
         return placed
 
@@ -107,7 +107,7 @@ class LayerApplier:
             return
         if not self._touches(parent, hidden):
             self.tree.detach(parent, hidden)
-        elif child.is_dir:
+        elif type(child) is not bytes and child.is_dir:
             self._prune(child)  # made in this layer: only its new contents stay
 
     def _prune(self, top: Inode) -> None:
@@ -119,7 +119,7 @@ class LayerApplier:
             for name, child in list(d.children.items()):
                 if not self._touches(d, name):
                     self.tree.detach(d, name)
-                elif child.is_dir:
+                elif type(child) is not bytes and child.is_dir:
                     pending.append(child)
 
     def finish(self) -> None:

@@ -7,6 +7,7 @@ its `Inode`, so a hard link is one `Inode` reachable under several names.
 from __future__ import annotations
 
 import stat
+import struct
 from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
 from typing import overload
@@ -124,7 +125,7 @@ class Inode:
                  mtime_ns: int = 0, atime_ns: int | None = None, ctime_ns: int | None = None,
                  size: int = 0, data: int | None = None, target: bytes = b"",
                  rdev: tuple[int, int] = _NO_RDEV, xattrs: Mapping[str, bytes] = NO_XATTRS,
-                 children: dict[bytes, Inode] | None = None, names: int = 0) -> None:
+                 children: dict[bytes, Node] | None = None, names: int = 0) -> None:
         self.kind = kind                  # one of the S_IF* constants
         # mode: permission bits, including setuid/setgid/sticky
         self._attrs = _shared((mode, uid, gid, mtime_ns))
@@ -247,6 +248,46 @@ class Inode:
                 f"size={self.size}, names={self.names})")
 
 
+# A plain file (regular, one name, no atime, ctime or xattrs, an mtime the
+# writer stores as it is) is kept in its directory not as an Inode but as
+# its record for the C commit: the writer's `oe_inode` from `mode` to `ref`,
+# byte for byte (ociext4.ext4.records checks this layout against C's at
+# import), with a link count of 1 and atime and ctime equal to mtime.  Made
+# straight from the tar reader's record and copied as it is by the packing,
+# it costs neither an Inode nor its ints, and most of an image's entries are
+# such files.  Anything that needs one as an Inode (a hard link to it) gets
+# one in its place: see plain_inode().
+PLAIN = struct.Struct("<IIIIqqqIIIIQQ")
+NO_DATA = (1 << 64) - 1     # a plain record's `ref` when it has no data
+Node = Inode | bytes        # what a directory's `children` maps a name to
+
+
+def plain_record(mode: int, uid: int, gid: int, sec: int, nsec: int, size: int,
+                 data: int | None) -> bytes:
+    """A plain file's record; its mtime (sec, nsec) must be one the writer
+    stores as it is (ociext4.ext4.plan)."""
+    return PLAIN.pack(S_IFREG | (mode & 0o7777), uid, gid, 1, sec, sec, sec, nsec, nsec, nsec,
+                      0, size, NO_DATA if data is None else data)
+
+
+def plain_data(rec: bytes) -> int | None:
+    """The writer's handle for a plain file's bytes."""
+    data: int = PLAIN.unpack(rec)[12]
+    return None if data == NO_DATA else data
+
+
+def plain_inode(rec: bytes, names: int = 0) -> Inode:
+    """The Inode a plain file's record stands for."""
+    mode, uid, gid, _, _, _, sec, _, _, nsec, _, size, data = PLAIN.unpack(rec)
+    return Inode(S_IFREG, mode & 0o7777, uid, gid, sec * 1_000_000_000 + nsec, size=size,
+                 data=None if data == NO_DATA else data, names=names)
+
+
+def as_inode(node: Node) -> Inode:
+    """`node` as an Inode: a plain record becomes a new one (a copy)."""
+    return plain_inode(node, 1) if type(node) is bytes else node  # type: ignore[arg-type]
+
+
 def new_dir(mode: int = 0o755, **attrs: int) -> Inode:
     return Inode(S_IFDIR, mode=mode, children={}, **attrs)
 
@@ -282,22 +323,24 @@ def split_path(path: bytes) -> list[bytes]:
 class Tree:
     """A rooted tree with the mutations archives need: put, link, remove.
 
-    `on_release` is called, from `collect()`, with every regular-file inode
-    whose last name went, so its data can be freed.  Releasing waits for
+    `on_release` is called, from `collect()`, with every regular file (an
+    Inode or a plain record) whose last name went, so its data can be freed.  Releasing waits for
     `collect()` because one operation may drop a name and add another (a hard
     link that replaces the directory holding its own target).
     """
 
     def __init__(self, root: Inode | None = None,
-                 on_release: Callable[[Inode], None] | None = None) -> None:
+                 on_release: Callable[[Node], None] | None = None) -> None:
         self.root = root if root is not None else new_dir()
         self.root.names = 1
         self._on_release = on_release
-        self._orphans: list[Inode] = []
         # Resolved parent directories by path.  Archives list a directory's
         # entries together, so most lookups hit; anything that replaces or
         # removes a name clears it.
         self._parents: dict[tuple[bytes, ...], tuple[Inode, list[tuple[Inode, bytes]]]] = {}
+        # Files that lost their last name, waiting for collect(): Inodes and
+        # plain records.
+        self._orphans: list[Node] = []
 
     def _resolve(self, stack: list[Inode], parts: list[bytes], hops: list[int],
                  create: Callable[[], Inode] | None,
@@ -325,7 +368,7 @@ class Tree:
                     return None
                 child = create()
                 self._attach(cur, part, child)
-            if child.kind == S_IFLNK:
+            if type(child) is not bytes and child.kind == S_IFLNK:
                 hops[0] += 1
                 if hops[0] > MAX_SYMLINK_HOPS:
                     raise UnsafePathError(
@@ -336,7 +379,7 @@ class Tree:
                     return None
                 stack = found
                 continue
-            if not child.is_dir:
+            if type(child) is bytes or not child.is_dir:
                 if create is None:
                     return None
                 child = create()
@@ -380,6 +423,9 @@ class Tree:
         return cached[0]
 
     def lookup(self, parts: list[bytes]) -> Inode | None:
+        """The inode at the path; a plain record there is made an Inode in
+        its place, so that what is returned is what the tree holds (a hard
+        link may be made to it)."""
         if not parts:
             return self.root
         try:
@@ -387,29 +433,36 @@ class Tree:
         except UnsafePathError:
             return None
         assert parent.children is not None
-        return parent.children.get(parts[-1])
+        node = parent.children.get(parts[-1])
+        if type(node) is bytes:
+            node = parent.children[parts[-1]] = plain_inode(node, 1)
+        return node  # type: ignore[return-value]
 
-    def _attach(self, parent: Inode, name: bytes, node: Inode) -> None:
+    def _attach(self, parent: Inode, name: bytes, node: Node) -> None:
         assert parent.children is not None
         old = parent.children.get(name)
         if old is node:
             return
-        # Count the new name first: the old subtree may hold `node` itself
-        # (a hard link replacing the directory its target lives in).
-        if node.names >= MAX_LINKS and not node.is_dir:
-            raise SourceError(f"{name.decode(errors='replace')}: more than {MAX_LINKS} "
-                              "hard links to one file (ext4's limit)")
-        node.names += 1
+        if type(node) is not bytes:
+            # Count the new name first: the old subtree may hold `node` itself
+            # (a hard link replacing the directory its target lives in).
+            if node.names >= MAX_LINKS and not node.is_dir:
+                raise SourceError(f"{name.decode(errors='replace')}: more than {MAX_LINKS} "
+                                  "hard links to one file (ext4's limit)")
+            node.names += 1
         parent.children[name] = node
         if old is not None:
             self._parents.clear()
             self._release(old)
 
-    def _release(self, node: Inode) -> None:
+    def _release(self, node: Node) -> None:
         # A loop, not recursion: an image's tree may be thousands deep.
         pending = [node]
         while pending:
             node = pending.pop()
+            if type(node) is bytes:     # a plain record has one name: now none
+                self._orphans.append(node)
+                continue
             node.names -= 1
             if node.names > 0:
                 continue
@@ -426,27 +479,28 @@ class Tree:
         orphans, self._orphans = self._orphans, []
         seen: set[int] = set()
         for node in orphans:
-            if node.names == 0 and id(node) not in seen:
+            if (type(node) is bytes or node.names == 0) and id(node) not in seen:
                 seen.add(id(node))
                 if self._on_release is not None:
                     self._on_release(node)
 
-    def put(self, parts: list[bytes], node: Inode, create: Callable[[], Inode]) -> Inode:
+    def put(self, parts: list[bytes], node: Node, create: Callable[[], Inode]) -> Node:
         """Puts `node` at the path.  A directory put over a directory only
         changes its attributes (its children stay); anything else replaces
         what was there.  Returns the node that ends up in the tree."""
         if not parts:
-            if not node.is_dir:
+            if type(node) is bytes or not node.is_dir:
                 raise UnsafePathError("the root can only be a directory")
-            _copy_attrs(node, self.root)
+            _copy_attrs(node, self.root)  # type: ignore[arg-type]
             return self.root
         return self.put_in(self.parent_dir(parts, create), parts[-1], node)
 
-    def put_in(self, parent: Inode, name: bytes, node: Inode) -> Inode:
+    def put_in(self, parent: Inode, name: bytes, node: Node) -> Node:
         """`put` for a parent directory already resolved."""
         assert parent.children is not None
         old = parent.children.get(name)
-        if old is not None and old.kind == S_IFDIR and node.kind == S_IFDIR:
+        if (old is not None and type(old) is not bytes and old.kind == S_IFDIR
+                and type(node) is not bytes and node.kind == S_IFDIR):
             _copy_attrs(node, old)
             return old
         self._attach(parent, name, node)
@@ -478,10 +532,12 @@ def _copy_attrs(src: Inode, dst: Inode) -> None:
 
 
 def walk(root: Inode) -> Iterator[tuple[bytes, Inode]]:
-    """Every (path, inode) below root, parents before children, names sorted."""
-    stack: list[tuple[bytes, Inode]] = [(b"", root)]
+    """Every (path, inode) below root, parents before children, names sorted.
+    A plain record is given as a new Inode (as_inode): a copy."""
+    stack: list[tuple[bytes, Node]] = [(b"", root)]
     while stack:
-        path, node = stack.pop()
+        path, item = stack.pop()
+        node = as_inode(item)
         yield path, node
         if node.children:
             for name in sorted(node.children, reverse=True):

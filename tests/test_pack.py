@@ -5,7 +5,8 @@ tree a second time in the order of the first and remembers only the inodes
 that can be met twice.  These tests hold it to the straightforward
 numbering it replaced (kept here as the reference): the same records, in
 the same order, byte for byte, for trees with hard links, nested and empty
-directories, symlinks, xattrs and a lost+found of the image's own.
+directories, symlinks, xattrs, plain records (ociext4.tree.PLAIN) and a
+lost+found of the image's own.
 """
 
 from __future__ import annotations
@@ -19,7 +20,18 @@ from hypothesis import strategies as st
 
 from ociext4.ext4 import pack, records
 from ociext4.ext4 import xattrs as xattr_codec
-from ociext4.tree import S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFREG, Inode, new_dir
+from ociext4.tree import (
+    S_IFBLK,
+    S_IFCHR,
+    S_IFDIR,
+    S_IFLNK,
+    S_IFREG,
+    Inode,
+    Node,
+    new_dir,
+    plain_inode,
+    plain_record,
+)
 
 _INODE = records.INODE.struct
 _DIRENT = records.DIRENT.struct
@@ -119,7 +131,14 @@ def trees(draw: st.DrawFn) -> Inode:
         name = draw(names) + b"%d" % draw(st.integers(0, 3))
         if name in parent.children:
             continue
-        what = draw(st.sampled_from(["dir", "file", "link", "symlink", "device", "empty"]))
+        what = draw(st.sampled_from(["dir", "file", "link", "symlink", "device", "empty",
+                                     "record"]))
+        node: Node
+        if what == "record":
+            parent.children[name] = plain_record(
+                0o4755 if step % 2 else 0o644, step, 7, 1_600_000_000 + step, step * 999,
+                step, None if step % 3 == 0 else step)
+            continue
         if what == "link" and files:
             node = files[draw(st.integers(0, len(files) - 1))]
         elif what == "dir":
@@ -139,9 +158,12 @@ def trees(draw: st.DrawFn) -> Inode:
             node.xattrs = draw(some_xattrs)
         parent.children[name] = node
         node.names += 1
-    if draw(st.booleans()):
-        assert root.children is not None
+    lost_found = draw(st.sampled_from(["none", "dir", "record"]))
+    assert root.children is not None
+    if lost_found == "dir":
         root.children.setdefault(b"lost+found", new_dir(0o700)).names = 1
+    elif lost_found == "record":
+        root.children[b"lost+found"] = plain_record(0o600, 0, 0, 5, 0, 3, 9)
     root.xattrs = draw(some_xattrs)
     return root
 
@@ -150,7 +172,9 @@ def copy_tree(root: Inode) -> Inode:
     """The same shape with new inodes (packing empties the tree it packs)."""
     made: dict[Inode, Inode] = {}
 
-    def copy(node: Inode) -> Inode:
+    def copy(node: Node) -> Inode:
+        if type(node) is bytes:     # the Inode it stands for: the reference knows no other
+            return plain_inode(node, 1)
         if node in made:
             return made[node]
         new = made[node] = Inode(node.kind, node.mode, node.uid, node.gid, node.mtime_ns,

@@ -16,8 +16,11 @@ from ociext4.tree import (
     S_IFLNK,
     S_IFREG,
     Inode,
+    Node,
     Tree,
+    as_inode,
     new_dir,
+    plain_record,
     split_path,
     walk,
 )
@@ -83,6 +86,44 @@ def test_hard_link_keeps_data_until_the_last_name_goes():
     assert released == [7]
 
 
+def record(data: int | None) -> bytes:
+    return plain_record(0o640, 5, 6, 1_700_000_000, 25, 10, data)
+
+
+def test_a_hard_link_to_a_plain_record_makes_it_one_inode_under_both_names():
+    released: list[int | None] = []
+    t = Tree(on_release=lambda n: released.append(as_inode(n).data))
+    t.put([b"d", b"a"], record(7), new_dir)
+    target = t.lookup([b"d", b"a"])
+    assert isinstance(target, Inode) and target.names == 1
+    assert (target.mode, target.uid, target.gid, target.mtime_ns, target.size, target.data) == (
+        0o640, 5, 6, 1_700_000_000_000_000_025, 10, 7)
+    t.put([b"b"], target, new_dir)
+    assert t.lookup([b"b"]) is target and t.lookup([b"d", b"a"]) is target
+    assert target.names == 2
+    t.remove([b"d", b"a"])
+    t.collect()
+    assert released == []
+    t.remove([b"b"])
+    t.collect()
+    assert released == [7]
+
+
+def test_a_plain_record_replaced_or_removed_releases_its_data_once():
+    released: list[int | None] = []
+    t = Tree(on_release=lambda n: released.append(as_inode(n).data))
+    t.put([b"a"], record(1), new_dir)
+    t.put([b"a"], record(2), new_dir)          # a file over it
+    t.put([b"b", b"c"], record(3), new_dir)
+    t.put([b"b", b"c", b"d"], file(4), new_dir)  # a directory in its place
+    t.put([b"e"], record(None), new_dir)
+    t.remove([b"e"])
+    t.collect()
+    assert released == [1, 3, None]
+    assert [(p, n.data) for p, n in walk(t.root) if n.kind == S_IFREG] == [
+        (b"a", 2), (b"b/c/d", 4)]
+
+
 def test_overwriting_one_hard_link_name_leaves_the_others():
     t = Tree()
     f = t.put([b"a"], file(1), new_dir)
@@ -144,14 +185,14 @@ def test_walk_yields_parents_before_children_in_name_order():
 
 names = st.sampled_from([b"a", b"b", b"c"])
 paths = st.lists(names, min_size=1, max_size=3)
-ops = st.lists(st.tuples(st.sampled_from(["file", "dir", "rm", "link", "sym"]), paths, paths),
-               max_size=40)
+ops = st.lists(st.tuples(st.sampled_from(["file", "record", "dir", "rm", "link", "sym"]), paths,
+                         paths), max_size=40)
 
 
 @given(ops)
 def test_every_file_data_is_released_exactly_once_or_still_reachable(program):
     released: list[int] = []
-    t = Tree(on_release=lambda n: released.append(n.data))
+    t = Tree(on_release=lambda n: released.append(as_inode(n).data))  # type: ignore[arg-type]
     made = 0
     for op, path, other in program:
         if op == "sym":
@@ -159,10 +200,11 @@ def test_every_file_data_is_released_exactly_once_or_still_reachable(program):
                 t.put(path, Inode(S_IFLNK, target=b"/".join(other)), new_dir)
             except UnsafePathError:
                 pass
-        elif op == "file":
+        elif op in ("file", "record"):
             made += 1
+            node: Node = file(made) if op == "file" else record(made)
             try:
-                t.put(path, file(made), new_dir)
+                t.put(path, node, new_dir)
             except UnsafePathError:
                 made -= 1
         elif op == "dir":

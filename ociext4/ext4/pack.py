@@ -19,13 +19,15 @@ more at the packing's start).  The arrays come out the same either way.
 
 A "plain" inode, not a directory and under one name, can be met only once:
 it is numbered where it is met and kept in no map (the test is written out
-where it runs, once an entry).
+where it runs, once an entry).  Most of them are plain records (bytes, see
+ociext4.tree.PLAIN), copied into the arrays as they are.
 """
 
 from __future__ import annotations
 
 import gc
 import mmap
+import struct
 from array import array
 from bisect import bisect_left
 from dataclasses import dataclass
@@ -34,7 +36,7 @@ from dataclasses import dataclass
 # module, so either may be imported first.
 from .. import hashing
 from ..errors import ImageError
-from ..tree import S_IFDIR, S_IFLNK, S_IFREG, Inode, new_dir
+from ..tree import S_IFDIR, S_IFLNK, S_IFREG, Inode, new_dir, plain_inode
 from ..tuning import trim_heap
 from . import plan as planning
 from . import records
@@ -44,6 +46,8 @@ from ._writer import ffi, lib
 # Field by field as C lays them out (checked when .records is imported).
 _INODE = records.INODE.struct
 _DIRENT = records.DIRENT.struct
+_PARENT_AT = records.INODE.layout()["parent"][0]
+_PARENT = struct.Struct("<I")
 LOST_FOUND = b"lost+found"
 _NO_RDEV = (0, 0)
 # Times in this range are stored as they are (see plan.clamp_time_ns).
@@ -176,6 +180,9 @@ def _number(root: Inode, lost_found: Inode) -> _Numbering:
         subdirs = []
         for name in sorted(children):
             child = children[name]
+            if type(child) is bytes:     # a plain record
+                count += 1
+                continue
             if child.names == 1 and child.kind != S_IFDIR:    # plain
                 count += 1
                 if child.has_rare:
@@ -214,6 +221,8 @@ def pack_tree(root: Inode, timestamp: int) -> Packed:
         root.children[LOST_FOUND] = lf
         lf.names = 1
     lost_found = root.children[LOST_FOUND]
+    if type(lost_found) is bytes:   # a plain file of that name: met by identity below
+        lost_found = root.children[LOST_FOUND] = plain_inode(lost_found, 1)
     _give_back()
     numbering = _number(root, lost_found)
     packer = _Packer(numbering, lost_found)
@@ -221,7 +230,7 @@ def pack_tree(root: Inode, timestamp: int) -> Packed:
     if lost_found.kind == S_IFDIR:
         packer.pack(1, lost_found, 0)
     row, numbers, first_child = numbering.row, numbering.numbers, numbering.first_child
-    pack = packer.pack
+    pack, pack_record = packer.pack, packer.pack_record
     # The records in number order: each directory's new entries, the
     # directories visited as _number visits them.
     pending = [root]
@@ -237,6 +246,10 @@ def pack_tree(root: Inode, timestamp: int) -> Packed:
         subdirs = []
         for name in names:
             child = children[name]
+            if type(child) is bytes:
+                pack_record(at, child, di)
+                at += 1
+                continue
             if child.names == 1 and child.kind != S_IFDIR:    # plain
                 pack(at, child, di)
                 at += 1
@@ -262,7 +275,7 @@ def pack_tree(root: Inode, timestamp: int) -> Packed:
     packed = Packed(packer.inodes, packer.dirents,
                     blob if packer.blob_next == len(blob) else memoryview(blob)[:packer.blob_next],
                     packer.next, packer.dirs, _records_digest(packer.inodes, packer.next))
-    del numbering, packer, row, numbers, first_child, pack
+    del numbering, packer, row, numbers, first_child, pack, pack_record
     _give_back()
     return packed
 
@@ -318,7 +331,7 @@ class _Packer:
         pack_dirent, dirent_size = _DIRENT.pack_into, _DIRENT.size
         for name in names:
             child = children[name]
-            if child.names == 1 and child.kind != S_IFDIR:    # plain
+            if type(child) is bytes or (child.names == 1 and child.kind != S_IFDIR):  # plain
                 ci = at
                 at += 1
             else:
@@ -338,6 +351,15 @@ class _Packer:
         self.blob[at:at + len(data)] = data
         self.blob_next = at + len(data)
         return at
+
+    def pack_record(self, i: int, rec: bytes, parent: int) -> None:
+        """Packs a plain record: it is the record's first fields already."""
+        if i != self.next:
+            raise ImageError("the tree changed while it was packed")
+        self.next += 1
+        at = i * _INODE.size
+        self.inodes[at:at + len(rec)] = rec
+        _PARENT.pack_into(self.inodes, at + _PARENT_AT, parent)
 
     def pack(self, i: int, node: Inode, parent: int) -> None:
         if i != self.next:

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..tree import PLAIN
 from ._writer import ffi, lib
 
 
@@ -133,4 +134,15 @@ def verify(records: Iterable[Record] = PACKED) -> None:
                 table[record.c_type])
 
 
+def verify_plain() -> None:
+    """Checks that a plain record (ociext4.tree.PLAIN) is oe_inode's first
+    fields, as the packing copies it."""
+    codes = "".join(code for _, code in INODE.fields)
+    if "<" + codes[:len(PLAIN.format) - 1] != PLAIN.format or \
+            INODE.fields[len(PLAIN.format) - 2][0] != "ref":
+        raise LayoutMismatch(f"ociext4.tree.PLAIN ({PLAIN.format}) is not oe_inode's fields "
+                             "from mode to ref")
+
+
 verify()
+verify_plain()

@@ -18,7 +18,7 @@ from typing import BinaryIO, Self
 
 from ..errors import ImageError, SourceError
 from ..output import Output
-from ..tree import S_IFREG, Inode
+from ..tree import S_IFREG, Inode, Node, plain_data
 from . import plan as planning
 from . import records
 from . import verity as verity_tree
@@ -231,8 +231,13 @@ class Ext4Writer:
         if lib.oe_xattrs_check(ffi.from_buffer(packed), len(packed), err, 160) != 0:
             raise SourceError(ffi.string(err).decode())
 
-    def release(self, node: Inode) -> None:
+    def release(self, node: Node) -> None:
         """Frees the data of a file that lost its last name (Tree's on_release)."""
+        if type(node) is bytes:
+            data = plain_data(node)
+            if data is not None:
+                self.discard(data)
+            return
         if node.kind == S_IFREG and node.data is not None:
             self.discard(node.data)
             node.data = None

@@ -6,6 +6,7 @@ import sys
 from typing import BinaryIO, Protocol
 
 from ..errors import SourceError
+from ..ext4.plan import AMBIGUOUS_START_NS
 from ..ext4.writer import Ext4Writer
 from ..layers import PLAIN_NAME, Limits, TarEntry, entry_of, read_batches, records
 from ..tree import (
@@ -18,8 +19,10 @@ from ..tree import (
     S_IFREG,
     SYMLINK_MAX,
     Inode,
+    Node,
     Tree,
     new_dir,
+    plain_record,
     split_path,
 )
 
@@ -33,7 +36,7 @@ SHARED_INTS_MAX = 1 << 16
 class Placer(Protocol):
     """Where apply_batch puts what it reads: a layer's rules, or a plain tar's."""
 
-    def put(self, parts: list[bytes], node: Inode) -> Inode | None: ...
+    def put(self, parts: list[bytes], node: Node) -> Node | None: ...
     def link(self, parts: list[bytes], target: Inode) -> None: ...
 
 
@@ -43,7 +46,7 @@ class _Replacing:
     def __init__(self, tree: Tree) -> None:
         self.tree = tree
 
-    def put(self, parts: list[bytes], node: Inode) -> Inode:
+    def put(self, parts: list[bytes], node: Node) -> Node:
         return self.tree.put(parts, node, new_dir)
 
     def link(self, parts: list[bytes], target: Inode) -> None:
@@ -67,6 +70,9 @@ def read_tar(stream: BinaryIO, name: str, writer: Ext4Writer,
 
 
 _REG, _DIR, _LINK = ord("0"), ord("5"), ord("1")
+# Seconds below this are an mtime the writer stores as it is, whatever the
+# nanoseconds: a plain record's (ociext4.tree.plain_record).
+_PLAIN_SECONDS = AMBIGUOUS_START_NS // 1_000_000_000
 
 
 def apply_batch(raw: bytes, strings: bytes, placer: Placer, tree: Tree, writer: Ext4Writer,
@@ -74,28 +80,35 @@ def apply_batch(raw: bytes, strings: bytes, placer: Placer, tree: Tree, writer: 
     """Applies one batch of the tar reader's members (layers.read_batches).
 
     A plain file or directory with a plain name and no atime or xattrs, the
-    bulk of every image, becomes its Inode here straight from the record,
-    as entry_node() would make it (tests/test_tarball.py holds them to the
+    bulk of every image, is made here straight from the record, as
+    entry_node() would make it (tests/test_tarball.py holds them to the
     same tree): a TarEntry and split_path() cost more than the rest of an
-    entry's work.  Every other member goes through them."""
+    entry's work.  The file becomes a plain record (ociext4.tree.PLAIN),
+    not an Inode, when its mtime is one the writer stores as it is.  Every
+    other member goes through entry_node()."""
     put, collect = placer.put, tree.collect
     for rec in records(raw):
         (typ, mode, uid, gid, msec, _, mnsec, _, flags, _, _, name_len, name_off, _, _,
          xattr_len, _, size, data, _) = rec
         if flags == PLAIN_NAME and not xattr_len and (typ == _REG or typ == _DIR):
             parts = strings[name_off:name_off + name_len].strip(b"/").split(b"/")
-            mtime = msec * 1_000_000_000 + mnsec
-            mode = ints.get(mode, mode)
-            mtime = ints.get(mtime, mtime)
-            if len(ints) < SHARED_INTS_MAX:
-                ints.setdefault(mode, mode)
-                ints.setdefault(mtime, mtime)
-            if typ == _REG:
-                node = Inode(S_IFREG, mode, uid, gid, mtime, None, None, size,
-                             data if data >= 0 else None)
+            node: Node
+            if typ == _REG and 0 <= msec < _PLAIN_SECONDS:
+                node = plain_record(mode, uid, gid, msec, mnsec, size,
+                                    data if data >= 0 else None)
             else:
-                node = Inode(S_IFDIR, mode, uid, gid, mtime, None, None, 0, None, b"",
-                             (0, 0), NO_XATTRS, {})
+                mtime = msec * 1_000_000_000 + mnsec
+                mode = ints.get(mode, mode)
+                mtime = ints.get(mtime, mtime)
+                if len(ints) < SHARED_INTS_MAX:
+                    ints.setdefault(mode, mode)
+                    ints.setdefault(mtime, mtime)
+                if typ == _REG:
+                    node = Inode(S_IFREG, mode, uid, gid, mtime, None, None, size,
+                                 data if data >= 0 else None)
+                else:
+                    node = Inode(S_IFDIR, mode, uid, gid, mtime, None, None, 0, None, b"",
+                                 (0, 0), NO_XATTRS, {})
         else:
             e = entry_of(rec, strings)
             parts = split_path(e.name)
