@@ -36,7 +36,7 @@ from dataclasses import dataclass
 # module, so either may be imported first.
 from .. import hashing
 from ..errors import ImageError
-from ..tree import S_IFDIR, S_IFLNK, S_IFREG, Inode, new_dir, plain_inode
+from ..tree import S_IFDIR, S_IFLNK, S_IFREG, Inode, Node, new_dir, plain_inode
 from ..tuning import trim_heap
 from . import plan as planning
 from . import records
@@ -229,37 +229,16 @@ def pack_tree(root: Inode, timestamp: int) -> Packed:
     packer.pack(0, root, 0)
     if lost_found.kind == S_IFDIR:
         packer.pack(1, lost_found, 0)
-    row, numbers, first_child = numbering.row, numbering.numbers, numbering.first_child
-    pack, pack_record = packer.pack, packer.pack_record
     # The records in number order: each directory's new entries, the
     # directories visited as _number visits them.
     pending = [root]
     trim_at = _TRIM_EVERY
+    entries = packer.entries
     while pending:
         d = pending.pop()
-        r = row(d)
-        di, at = numbers[r], first_child[r]
         children = d.children
         assert children is not None
-        names = sorted(children)
-        packer.listing(d, r, names)
-        subdirs = []
-        for name in names:
-            child = children[name]
-            if type(child) is bytes:
-                pack_record(at, child, di)
-                at += 1
-                continue
-            if child.names == 1 and child.kind != S_IFDIR:    # plain
-                pack(at, child, di)
-                at += 1
-                continue
-            if numbers[row(child)] == at:
-                pack(at, child, di)
-                at += 1
-            if child.kind == S_IFDIR:
-                subdirs.append(child)
-        pending.extend(reversed(subdirs))
+        pending.extend(reversed(entries(d, children)))
         # Its entries are packed: letting go of them frees the files
         # among them, which no one else holds.  (Cleared, not replaced: a
         # new dict would be one more object keeping an arena alive.)
@@ -275,7 +254,7 @@ def pack_tree(root: Inode, timestamp: int) -> Packed:
     packed = Packed(packer.inodes, packer.dirents,
                     blob if packer.blob_next == len(blob) else memoryview(blob)[:packer.blob_next],
                     packer.next, packer.dirs, _records_digest(packer.inodes, packer.next))
-    del numbering, packer, row, numbers, first_child, pack, pack_record
+    del numbering, packer, entries
     _give_back()
     return packed
 
@@ -316,34 +295,50 @@ class _Packer:
         self.blob_next += sum(map(len, children))
         return first, r
 
-    def listing(self, d: Inode, r: int, names: list[bytes]) -> None:
-        """Writes a directory's entries (their numbers as _number gave them)
-        where its record kept room for them; `r` is its row, `names` its
-        entries' names sorted."""
-        children = d.children
-        assert children is not None
+    def entries(self, d: Inode, children: dict[bytes, Node]) -> list[Inode]:
+        """Packs a directory's entries: their records, for those numbered
+        here (consecutive from its first new child), and its listing, where
+        its own record kept room for it.  Returns its subdirectories, in
+        name order."""
         numbering = self.numbering
         row, numbers = numbering.row, numbering.numbers
-        at = numbering.first_child[r]
+        r = row(d)
+        di, at = numbers[r], numbering.first_child[r]
         n, off = numbering.dirent_at[r], numbering.name_at[r]
-        start = off
-        dirents = self.dirents
+        names = sorted(children)
+        self.blob[off:off + sum(map(len, names))] = b"".join(names)
+        inodes, dirents, pack = self.inodes, self.dirents, self.pack
         pack_dirent, dirent_size = _DIRENT.pack_into, _DIRENT.size
+        inode_size, pack_parent = _INODE.size, _PARENT.pack_into
+        subdirs = []
         for name in names:
             child = children[name]
-            if type(child) is bytes or (child.names == 1 and child.kind != S_IFDIR):  # plain
+            if type(child) is bytes:      # a plain record: its first fields already
+                if at != self.next:
+                    raise ImageError("the tree changed while it was packed")
+                self.next = at + 1
+                i = at * inode_size
+                inodes[i:i + len(child)] = child
+                pack_parent(inodes, i + _PARENT_AT, di)
+                ci = at
+                at += 1
+            elif child.names == 1 and child.kind != S_IFDIR:    # plain
+                pack(at, child, di)
                 ci = at
                 at += 1
             else:
                 ci = numbers[row(child)]
                 if ci == at:
+                    pack(at, child, di)
                     at += 1
+                if child.kind == S_IFDIR:
+                    subdirs.append(child)
             if len(name) > 255:
                 raise ImageError(f"name {name[:40]!r}... is longer than 255 bytes")
             pack_dirent(dirents, n * dirent_size, off, ci, len(name))
             n += 1
             off += len(name)
-        self.blob[start:off] = b"".join(names)
+        return subdirs
 
     def _append(self, data: bytes) -> int:
         """Writes bytes at the blob's end; returns where."""
