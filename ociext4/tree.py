@@ -475,7 +475,7 @@ class Tree:
     def collect(self) -> None:
         """Releases the files that no name reaches any more."""
         if not self._orphans:
-            return  # the common case: called after every entry
+            return  # the common case: called after every batch of entries
         orphans, self._orphans = self._orphans, []
         seen: set[int] = set()
         for node in orphans:
@@ -497,8 +497,12 @@ class Tree:
 
     def put_in(self, parent: Inode, name: bytes, node: Node) -> Node:
         """`put` for a parent directory already resolved."""
-        assert parent.children is not None
-        old = parent.children.get(name)
+        children = parent.children
+        assert children is not None
+        old = children.get(name)
+        if old is None and type(node) is bytes:   # most entries: a plain file, a new name
+            children[name] = node
+            return node
         if (old is not None and type(old) is not bytes and old.kind == S_IFDIR
                 and type(node) is not bytes and node.kind == S_IFDIR):
             _copy_attrs(node, old)

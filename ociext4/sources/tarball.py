@@ -86,7 +86,7 @@ def apply_batch(raw: bytes, strings: bytes, placer: Placer, tree: Tree, writer: 
     entry's work.  The file becomes a plain record (ociext4.tree.PLAIN),
     not an Inode, when its mtime is one the writer stores as it is.  Every
     other member goes through entry_node()."""
-    put, collect = placer.put, tree.collect
+    put = placer.put
     for rec in records(raw):
         (typ, mode, uid, gid, msec, _, mnsec, _, flags, _, _, name_len, name_off, _, _,
          xattr_len, _, size, data, _) = rec
@@ -114,12 +114,13 @@ def apply_batch(raw: bytes, strings: bytes, placer: Placer, tree: Tree, writer: 
             parts = split_path(e.name)
             if typ == _LINK:
                 placer.link(parts, link_target(tree, e))
-                collect()
                 continue
             node = entry_node(e, writer, ints)
         if put(parts, node) is None:
             writer.release(node)  # a whiteout marker or eStargz file
-        collect()
+    # Once a batch: what lost its last name here stays out of the tree (no
+    # lookup finds it to link it again), so its data can wait till now.
+    tree.collect()
 
 
 def entry_node(e: TarEntry, writer: Ext4Writer, ints: dict[int, int] | None = None) -> Inode:
