@@ -230,3 +230,38 @@ def test_packing_empties_the_tree_as_it_goes():
     kids = array("I", (_DIRENT.unpack_from(packed.dirents, i * _DIRENT.size)[1]
                        for i in range(len(packed.dirents) // _DIRENT.size)))
     assert list(kids) == [1, 2, 3, 4, 5, 6, 7]          # lost+found, sub; sub's files
+
+
+def _pack_entries(wanted: list[int], records: bytes, n_inodes: int = 8, n_dirents: int = 4,
+                  dirent_at: int = 0, lens: list[int] | None = None) -> tuple[int, int]:
+    """oe_pack_entries on small arrays: (its result, errno)."""
+    from ociext4.ext4._writer import ffi, lib
+
+    inodes = ffi.new("oe_inode[]", n_inodes)
+    dirents = ffi.new("oe_dirent[]", n_dirents)
+    n = len(wanted)
+    number = ffi.new("int64_t[]", wanted)
+    fresh = ffi.new("uint8_t[]", max(n, 1))
+    name_len = ffi.new("uint32_t[]", lens if lens is not None else [1] * max(n, 1))
+    got = lib.oe_pack_entries(inodes, n_inodes, dirents, n_dirents, 2, 0, dirent_at, 0,
+                              records, len(records), name_len, number, fresh, n)
+    return got, ffi.errno if got < 0 else 0
+
+
+def test_pack_entries_refuses_what_would_write_outside_its_arrays_or_is_not_a_plain_record():
+    import errno
+
+    from ociext4.ext4._writer import lib
+
+    rec = plain_record(0o644, 0, 0, 1, 0, 0, None)
+    R = lib.OE_PACK_RECORD
+    assert _pack_entries([R, R], rec + rec) == (4, 0)
+    assert _pack_entries([R] * 5, rec * 5) == (-1, errno.ERANGE)               # 5 dirents of 4
+    assert _pack_entries([R], rec, dirent_at=4) == (-1, errno.ERANGE)
+    assert _pack_entries([R] * 4, rec * 4, n_inodes=5) == (-1, errno.ERANGE)   # numbers 2..5
+    assert _pack_entries([R], rec[:-1]) == (-1, errno.ERANGE)                  # a short record
+    assert _pack_entries([R], rec + rec) == (-1, errno.EINVAL)                 # one left over
+    assert _pack_entries([9], b"") == (-1, errno.ERANGE)                       # no record 9
+    assert _pack_entries([R], b"\0" * len(rec)) == (-1, errno.EINVAL)          # not a file
+    assert _pack_entries([R], rec, lens=[256]) == (-1, errno.EINVAL)
+    assert _pack_entries([lib.OE_PACK_NEXT, 3, 7], b"") == (4, 0)  # 3 is the next free; 7 not

@@ -16,6 +16,9 @@ HEADERS += ["hash.h"]
 # The content digest over packed inode records (ociext4/ext4/pack.py).
 SOURCES += ["contentid.c"]
 HEADERS += ["contentid.h"]
+# One directory's entries packed for the commit (ociext4/ext4/pack.py).
+SOURCES += ["packdir.c"]
+HEADERS += ["packdir.h"]
 # Warnings fail the build in CI (.ci/run sets CI=true) and when
 # OCIEXT4_WERROR=1; an install elsewhere, on a compiler the project was never
 # built with, only shows them.  setup.py uses the same flags for the guest init.

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import gc
 import mmap
-import struct
+import os
 from array import array
 from bisect import bisect_left
 from dataclasses import dataclass
@@ -46,8 +46,7 @@ from ._writer import ffi, lib
 # Field by field as C lays them out (checked when .records is imported).
 _INODE = records.INODE.struct
 _DIRENT = records.DIRENT.struct
-_PARENT_AT = records.INODE.layout()["parent"][0]
-_PARENT = struct.Struct("<I")
+_RECORD = lib.OE_PACK_RECORD
 LOST_FOUND = b"lost+found"
 _NO_RDEV = (0, 0)
 # Times in this range are stored as they are (see plan.clamp_time_ns).
@@ -276,6 +275,8 @@ class _Packer:
         self.lost_found = lost_found
         self.inodes = _zeroed(_INODE.size * numbering.count)
         self.dirents = _zeroed(_DIRENT.size * numbering.names)
+        self._inodes_c = ffi.from_buffer("oe_inode[]", self.inodes)
+        self._dirents_c = ffi.from_buffer("oe_dirent[]", self.dirents)
         self.blob = _zeroed(numbering.blob_max)   # names, symlink targets and xattrs
         self.blob_next = 0               # the blob's bytes written or kept for a listing
         self.n_dirents = 0               # dirents written or kept for a listing
@@ -299,45 +300,51 @@ class _Packer:
         """Packs a directory's entries: their records, for those numbered
         here (consecutive from its first new child), and its listing, where
         its own record kept room for it.  Returns its subdirectories, in
-        name order."""
+        name order.  The plain records and the listing are C's
+        (oe_pack_entries, the directory in one call); the other records
+        are packed here, in number order, once C has numbered them."""
         numbering = self.numbering
         row, numbers = numbering.row, numbering.numbers
         r = row(d)
-        di, at = numbers[r], numbering.first_child[r]
-        n, off = numbering.dirent_at[r], numbering.name_at[r]
         names = sorted(children)
-        self.blob[off:off + sum(map(len, names))] = b"".join(names)
-        inodes, dirents, pack = self.inodes, self.dirents, self.pack
-        pack_dirent, dirent_size = _DIRENT.pack_into, _DIRENT.size
-        inode_size, pack_parent = _INODE.size, _PARENT.pack_into
+        kids = [children[name] for name in names]
+        n = len(kids)
+        name_off = numbering.name_at[r]
+        self.blob[name_off:name_off + sum(map(len, names))] = b"".join(names)
+        wanted = array("q", [_RECORD]) * n
+        try:
+            records = b"".join(kids)    # a directory of plain records only: most are
+            others: list[int] = []
+        except TypeError:
+            others = [j for j in range(n) if type(kids[j]) is not bytes]
+            records = b"".join([k for k in kids if type(k) is bytes])
         subdirs = []
-        for name in names:
-            child = children[name]
-            if type(child) is bytes:      # a plain record: its first fields already
-                if at != self.next:
-                    raise ImageError("the tree changed while it was packed")
-                self.next = at + 1
-                i = at * inode_size
-                inodes[i:i + len(child)] = child
-                pack_parent(inodes, i + _PARENT_AT, di)
-                ci = at
-                at += 1
-            elif child.names == 1 and child.kind != S_IFDIR:    # plain
-                pack(at, child, di)
-                ci = at
-                at += 1
+        for j in others:
+            child = kids[j]
+            if child.names == 1 and child.kind != S_IFDIR:    # plain
+                wanted[j] = lib.OE_PACK_NEXT
             else:
-                ci = numbers[row(child)]
-                if ci == at:
-                    pack(at, child, di)
-                    at += 1
+                wanted[j] = numbers[row(child)]
                 if child.kind == S_IFDIR:
                     subdirs.append(child)
-            if len(name) > 255:
-                raise ImageError(f"name {name[:40]!r}... is longer than 255 bytes")
-            pack_dirent(dirents, n * dirent_size, off, ci, len(name))
-            n += 1
-            off += len(name)
+        fresh = bytearray(n)
+        lens = array("I", map(len, names))
+        if n and max(lens) > 255:
+            name = max(names, key=len)
+            raise ImageError(f"name {name[:40]!r}... is longer than 255 bytes")
+        at = lib.oe_pack_entries(
+            self._inodes_c, numbering.count, self._dirents_c, numbering.names,
+            numbering.first_child[r], numbers[r], numbering.dirent_at[r], name_off,
+            records, len(records), ffi.from_buffer("uint32_t[]", lens),
+            ffi.from_buffer("int64_t[]", wanted), ffi.from_buffer("uint8_t[]", fresh), n)
+        if at < 0:
+            raise ImageError(f"the tree changed while it was packed ({os.strerror(ffi.errno)})")
+        di = numbers[r]
+        for j in others:
+            if fresh[j]:
+                self.next = wanted[j]
+                self.pack(wanted[j], kids[j], di)
+        self.next = at
         return subdirs
 
     def _append(self, data: bytes) -> int:
@@ -346,15 +353,6 @@ class _Packer:
         self.blob[at:at + len(data)] = data
         self.blob_next = at + len(data)
         return at
-
-    def pack_record(self, i: int, rec: bytes, parent: int) -> None:
-        """Packs a plain record: it is the record's first fields already."""
-        if i != self.next:
-            raise ImageError("the tree changed while it was packed")
-        self.next += 1
-        at = i * _INODE.size
-        self.inodes[at:at + len(rec)] = rec
-        _PARENT.pack_into(self.inodes, at + _PARENT_AT, parent)
 
     def pack(self, i: int, node: Inode, parent: int) -> None:
         if i != self.next:

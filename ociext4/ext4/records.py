@@ -138,10 +138,11 @@ def verify_plain() -> None:
     """Checks that a plain record (ociext4.tree.PLAIN) is oe_inode's first
     fields, as the packing copies it."""
     codes = "".join(code for _, code in INODE.fields)
-    if "<" + codes[:len(PLAIN.format) - 1] != PLAIN.format or \
-            INODE.fields[len(PLAIN.format) - 2][0] != "ref":
+    if ("<" + codes[:len(PLAIN.format) - 1] != PLAIN.format
+            or INODE.fields[len(PLAIN.format) - 2][0] != "ref"
+            or PLAIN.size != lib.OE_PLAIN_RECORD):
         raise LayoutMismatch(f"ociext4.tree.PLAIN ({PLAIN.format}) is not oe_inode's fields "
-                             "from mode to ref")
+                             f"from mode to ref, the {lib.OE_PLAIN_RECORD} bytes C copies")
 
 
 verify()
