@@ -56,9 +56,18 @@ class LayerApplier:
         if parts:
             self._place(parts, target)
 
-    def _place(self, parts: list[bytes], node: Node) -> Node:
-        # The entry and every directory on its way (through symlinks too)
-        # belong to this layer as far as its own whiteouts are concerned.
+    def put_run(self, parts: list[bytes], names: list[bytes], records: list[bytes]) -> None:
+        """put() of plain records, in order, under `names` in the directory
+        at `parts` (not the root); none of the names is a marker."""
+        parent = self._parent(parts + names[:1])
+        if self._last_names is not None:
+            self._last_names.update(names)
+        self.tree.put_run(parent, names, records)
+
+    def _parent(self, parts: list[bytes]) -> Inode:
+        """The parent directory of `parts`, made where missing; it and every
+        directory on its way (through symlinks too) belong to this layer as
+        far as its own whiteouts are concerned."""
         parent, trail = self.tree.parent_and_trail(parts, self._new_dir)
         if trail is not self._last_trail:  # entries of one directory come together
             self._last_trail = trail
@@ -69,6 +78,10 @@ class LayerApplier:
             self._last_parent = parent
             self._last_names = (None if parent in self._fresh
                                 else self._touched.setdefault(parent, set()))
+        return parent
+
+    def _place(self, parts: list[bytes], node: Node) -> Node:
+        parent = self._parent(parts)
         name = parts[-1]
         if self._last_names is not None:
             self._last_names.add(name)

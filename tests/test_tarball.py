@@ -16,9 +16,10 @@ from test_layers import _archive, members
 
 from ociext4.errors import SourceError
 from ociext4.ext4 import Ext4Options, Ext4Writer
-from ociext4.layers import read_entries
-from ociext4.sources.tarball import entry_node, link_target, read_tar
-from ociext4.tree import Inode, Tree, new_dir, split_path, walk
+from ociext4.flatten import LayerApplier
+from ociext4.layers import read_batches, read_entries
+from ociext4.sources.tarball import apply_batch, entry_node, link_target, read_tar
+from ociext4.tree import Inode, Tree, as_inode, new_dir, split_path, walk
 
 
 def _general(archive: bytes, writer: Ext4Writer) -> Inode:
@@ -88,3 +89,72 @@ def test_members_made_from_records_give_the_tree_and_image_entry_node_gives(
     out = tmp_path_factory.mktemp("tarball")
     # The image too, byte for byte: a plain record packs as its Inode would.
     assert _made(out / "a.img", archive, True) == _made(out / "b.img", archive, False)
+
+
+@st.composite
+def layers(draw: st.DrawFn) -> list[bytes]:
+    """One to three layers of files (most of them in runs in one directory),
+    directories, symlinks, whiteouts and opaque markers over a few names, so
+    that later members and layers replace, hide and write through earlier
+    ones."""
+    out = []
+    for _ in range(draw(st.integers(1, 3))):
+        items = []
+        for step in range(draw(st.integers(0, 8))):
+            where = draw(st.sampled_from(["", "d/", "d/", "d/e/", "s/"]))
+            kind = draw(st.sampled_from(["files"] * 4 + ["dir", "sym", "wh", "opq"]))
+            base = draw(st.lists(st.sampled_from(["a", "b", "c", "d", "e"]), min_size=1,
+                                 max_size=5 if kind == "files" else 1))
+            for i, name in enumerate(base):
+                data = b""
+                if kind == "wh":
+                    info = tarfile.TarInfo(where + ".wh." + name)
+                elif kind == "opq":
+                    info = tarfile.TarInfo(where + ".wh..wh..opq")
+                else:
+                    info = tarfile.TarInfo(where + name)
+                    if kind == "dir":
+                        info.type = tarfile.DIRTYPE
+                    elif kind == "sym":
+                        info.type = tarfile.SYMTYPE
+                        info.linkname = draw(st.sampled_from(["d", "/d/e"]))
+                    else:
+                        data = b"%d.%d" % (step, i)
+                info.size, info.mtime = len(data), 1_600_000_000 + step
+                items.append((info, data))
+        out.append(_archive(items, tarfile.PAX_FORMAT))
+    return out
+
+
+def _layered(path: Path, archives: list[bytes], fast: bool) -> tuple[object, ...]:
+    """The layers applied under the OCI rules: the tree, the data released
+    on the way, or the error."""
+    released: list[int | None] = []
+    with Ext4Writer(path, Ext4Options(fsync=False)) as w:
+        tree = Tree(new_dir(), on_release=lambda n: released.append(as_inode(n).data))
+        try:
+            for archive in archives:
+                applier = LayerApplier(tree)
+                if fast:
+                    for raw, strings in read_batches(io.BytesIO(archive), "t", w):
+                        apply_batch(raw, strings, applier, tree, w, {})
+                else:
+                    for e in read_entries(io.BytesIO(archive), "t", w):
+                        parts = split_path(e.name)
+                        if e.type == "1":
+                            applier.link(parts, link_target(tree, e))
+                        else:
+                            applier.put(parts, entry_node(e, w, {}))
+                        tree.collect()
+                applier.finish()
+        except SourceError as e:
+            return ("error", str(e))
+        return ("tree", _shape(tree.root), sorted(released, key=str))
+
+
+@settings(deadline=None, max_examples=150)
+@given(archives=layers())
+def test_layers_applied_from_records_and_runs_give_the_tree_entry_by_entry_gives(
+        tmp_path_factory, archives):
+    out = tmp_path_factory.mktemp("layered")
+    assert _layered(out / "a.img", archives, True) == _layered(out / "b.img", archives, False)

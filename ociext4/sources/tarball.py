@@ -8,6 +8,7 @@ from typing import BinaryIO, Protocol
 from ..errors import SourceError
 from ..ext4.plan import AMBIGUOUS_START_NS
 from ..ext4.writer import Ext4Writer
+from ..flatten import WHITEOUT
 from ..layers import PLAIN_NAME, Limits, TarEntry, entry_of, read_batches, records
 from ..tree import (
     NO_XATTRS,
@@ -38,6 +39,7 @@ class Placer(Protocol):
 
     def put(self, parts: list[bytes], node: Node) -> Node | None: ...
     def link(self, parts: list[bytes], target: Inode) -> None: ...
+    def put_run(self, parts: list[bytes], names: list[bytes], records: list[bytes]) -> None: ...
 
 
 class _Replacing:
@@ -52,6 +54,9 @@ class _Replacing:
     def link(self, parts: list[bytes], target: Inode) -> None:
         if parts:
             self.tree.put(parts, target, new_dir)
+
+    def put_run(self, parts: list[bytes], names: list[bytes], records: list[bytes]) -> None:
+        self.tree.put_run(self.tree.parent_dir(parts + names[:1], new_dir), names, records)
 
 
 def read_tar(stream: BinaryIO, name: str, writer: Ext4Writer,
@@ -84,18 +89,34 @@ def apply_batch(raw: bytes, strings: bytes, placer: Placer, tree: Tree, writer: 
     entry_node() would make it (tests/test_tarball.py holds them to the
     same tree): a TarEntry and split_path() cost more than the rest of an
     entry's work.  The file becomes a plain record (ociext4.tree.PLAIN),
-    not an Inode, when its mtime is one the writer stores as it is.  Every
-    other member goes through entry_node()."""
+    not an Inode, when its mtime is one the writer stores as it is, and a
+    run of such files in one directory (a package's files, listed
+    together) is put in one step (Placer.put_run), before the member that
+    ends it.  Every other member goes through entry_node()."""
     put = placer.put
+    run_dir = b""                 # the directory of the run being gathered
+    names: list[bytes] = []       # its files' names and records, in order
+    recs: list[bytes] = []
     for rec in records(raw):
         (typ, mode, uid, gid, msec, _, mnsec, _, flags, _, _, name_len, name_off, _, _,
          xattr_len, _, size, data, _) = rec
+        node: Node
         if flags == PLAIN_NAME and not xattr_len and (typ == _REG or typ == _DIR):
-            parts = strings[name_off:name_off + name_len].strip(b"/").split(b"/")
-            node: Node
+            name = strings[name_off:name_off + name_len].strip(b"/")
             if typ == _REG and 0 <= msec < _PLAIN_SECONDS:
                 node = plain_record(mode, uid, gid, msec, mnsec, size,
                                     data if data >= 0 else None)
+                # Not at the root (eStargz's files) and not a marker.
+                d, _, base = name.rpartition(b"/")
+                if d and not base.startswith(WHITEOUT):
+                    if d != run_dir:
+                        if names:
+                            placer.put_run(run_dir.split(b"/"), names, recs)
+                            names, recs = [], []
+                        run_dir = d
+                    names.append(base)
+                    recs.append(node)
+                    continue
             else:
                 mtime = msec * 1_000_000_000 + mnsec
                 mode = ints.get(mode, mode)
@@ -109,7 +130,14 @@ def apply_batch(raw: bytes, strings: bytes, placer: Placer, tree: Tree, writer: 
                 else:
                     node = Inode(S_IFDIR, mode, uid, gid, mtime, None, None, 0, None, b"",
                                  (0, 0), NO_XATTRS, {})
+            parts = name.split(b"/")
+            if names:
+                placer.put_run(run_dir.split(b"/"), names, recs)
+                names, recs = [], []
         else:
+            if names:
+                placer.put_run(run_dir.split(b"/"), names, recs)
+                names, recs = [], []
             e = entry_of(rec, strings)
             parts = split_path(e.name)
             if typ == _LINK:
@@ -118,6 +146,8 @@ def apply_batch(raw: bytes, strings: bytes, placer: Placer, tree: Tree, writer: 
             node = entry_node(e, writer, ints)
         if put(parts, node) is None:
             writer.release(node)  # a whiteout marker or eStargz file
+    if names:
+        placer.put_run(run_dir.split(b"/"), names, recs)
     # Once a batch: what lost its last name here stays out of the tree (no
     # lookup finds it to link it again), so its data can wait till now.
     tree.collect()
