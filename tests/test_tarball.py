@@ -158,3 +158,20 @@ def test_layers_applied_from_records_and_runs_give_the_tree_entry_by_entry_gives
         tmp_path_factory, archives):
     out = tmp_path_factory.mktemp("layered")
     assert _layered(out / "a.img", archives, True) == _layered(out / "b.img", archives, False)
+
+
+def _tar(members: list[tuple[str, bytes]]) -> bytes:
+    items = []
+    for name, data in members:
+        info = tarfile.TarInfo(name)
+        info.size, info.mtime = len(data), 1_600_000_000
+        items.append((info, data))
+    return _archive(items, tarfile.PAX_FORMAT)
+
+
+def test_files_put_as_a_run_are_their_layers_own_for_its_opaque_marker(tmp_path):
+    archives = [_tar([("d/x", b"1")]),
+                _tar([("d/a", b"2"), ("d/b", b"3"), ("d/.wh..wh..opq", b"")])]
+    got = _layered(tmp_path / "a.img", archives, True)
+    assert got == _layered(tmp_path / "b.img", archives, False)
+    assert [path for path, *_ in got[1]] == [b"", b"d", b"d/a", b"d/b"]   # d/x hidden
