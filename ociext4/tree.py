@@ -324,9 +324,10 @@ class Tree:
     """A rooted tree with the mutations archives need: put, link, remove.
 
     `on_release` is called, from `collect()`, with every regular file (an
-    Inode or a plain record) whose last name went, so its data can be freed.  Releasing waits for
-    `collect()` because one operation may drop a name and add another (a hard
-    link that replaces the directory holding its own target).
+    Inode or a plain record) whose last name went, so its data can be freed.
+    Releasing waits for `collect()` because one operation may drop a name and
+    add another (a hard link that replaces the directory holding its own
+    target).
     """
 
     def __init__(self, root: Inode | None = None,

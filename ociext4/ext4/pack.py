@@ -226,8 +226,10 @@ def pack_tree(root: Inode, timestamp: int) -> Packed:
     numbering = _number(root, lost_found)
     packer = _Packer(numbering, lost_found)
     packer.pack(0, root, 0)
+    packer.next = 1
     if lost_found.kind == S_IFDIR:
         packer.pack(1, lost_found, 0)
+        packer.next = 2
     # The records in number order: each directory's new entries, the
     # directories visited as _number visits them.
     pending = [root]
@@ -281,7 +283,7 @@ class _Packer:
         self.blob_next = 0               # the blob's bytes written or kept for a listing
         self.n_dirents = 0               # dirents written or kept for a listing
         self.dirs = 0
-        self.next = 0
+        self.next = 0                    # records packed: the next one's number
 
     def _keep_listing(self, d: Inode) -> tuple[int, int]:
         """Keeps room for a directory's listing where writing it now would
@@ -313,11 +315,11 @@ class _Packer:
         self.blob[name_off:name_off + sum(map(len, names))] = b"".join(names)
         wanted = array("q", [_RECORD]) * n
         try:
-            records = b"".join(kids)    # a directory of plain records only: most are
+            plain = b"".join(kids)      # a directory of plain records only: most are
             others: list[int] = []
         except TypeError:
             others = [j for j in range(n) if type(kids[j]) is not bytes]
-            records = b"".join([k for k in kids if type(k) is bytes])
+            plain = b"".join([k for k in kids if type(k) is bytes])
         subdirs = []
         for j in others:
             child = kids[j]
@@ -335,14 +337,13 @@ class _Packer:
         at = lib.oe_pack_entries(
             self._inodes_c, numbering.count, self._dirents_c, numbering.names,
             numbering.first_child[r], numbers[r], numbering.dirent_at[r], name_off,
-            records, len(records), ffi.from_buffer("uint32_t[]", lens),
+            plain, len(plain), ffi.from_buffer("uint32_t[]", lens),
             ffi.from_buffer("int64_t[]", wanted), ffi.from_buffer("uint8_t[]", fresh), n)
         if at < 0:
             raise ImageError(f"the tree changed while it was packed ({os.strerror(ffi.errno)})")
         di = numbers[r]
         for j in others:
-            if fresh[j]:
-                self.next = wanted[j]
+            if fresh[j]:     # in number order, between the records C wrote
                 self.pack(wanted[j], kids[j], di)
         self.next = at
         return subdirs
@@ -355,9 +356,8 @@ class _Packer:
         return at
 
     def pack(self, i: int, node: Inode, parent: int) -> None:
-        if i != self.next:
-            raise ImageError("the tree changed while it was packed")
-        self.next += 1
+        """Packs an Inode's record as number `i` (the numbering's, checked
+        as a whole by the count of records packed)."""
         kind = node.kind
         rare = node.has_rare
         size = ref_len = xattr_off = xattr_len = 0
