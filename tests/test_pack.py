@@ -202,11 +202,15 @@ def compact(old: tuple[int, ...]) -> tuple[int, ...]:
 
 
 @settings(max_examples=300, deadline=None)
-@given(trees())
-def test_packed_records_are_those_of_the_numbering_by_a_list_of_records(root):
+@given(trees(), st.sampled_from([1, 2, 3, pack._CHUNK]))
+def test_packed_records_are_those_of_the_numbering_by_a_list_of_records(root, chunk):
     twin = copy_tree(root)
     old_inodes, dirents, blob = reference_pack(twin, 1_700_000_000)
-    packed = pack.pack_tree(root, 1_700_000_000)
+    default, pack._CHUNK = pack._CHUNK, chunk   # a directory handed to C in pieces
+    try:
+        packed = pack.pack_tree(root, 1_700_000_000)
+    finally:
+        pack._CHUNK = default
     assert (bytes(packed.dirents), bytes(packed.blob)) == (dirents, blob)
     assert packed.count == len(old_inodes) // _OLD.size
     new = [_INODE.unpack_from(packed.inodes, i * _INODE.size) for i in range(packed.count)]

@@ -47,6 +47,10 @@ from ._writer import ffi, lib
 _INODE = records.INODE.struct
 _DIRENT = records.DIRENT.struct
 _RECORD = lib.OE_PACK_RECORD
+# Entries of one directory handed to C at a time: their records joined are
+# a copy, at most this many times 72 bytes (a directory of a million files
+# would be 72 MB more at the commit's peak).
+_CHUNK = 4096
 LOST_FOUND = b"lost+found"
 _NO_RDEV = (0, 0)
 # Times in this range are stored as they are (see plan.clamp_time_ns).
@@ -302,16 +306,31 @@ class _Packer:
         """Packs a directory's entries: their records, for those numbered
         here (consecutive from its first new child), and its listing, where
         its own record kept room for it.  Returns its subdirectories, in
-        name order.  The plain records and the listing are C's
-        (oe_pack_entries, the directory in one call); the other records
-        are packed here, in number order, once C has numbered them."""
+        name order."""
         numbering = self.numbering
-        row, numbers = numbering.row, numbering.numbers
-        r = row(d)
+        r = numbering.row(d)
         names = sorted(children)
         kids = [children[name] for name in names]
+        at, di = numbering.first_child[r], numbering.numbers[r]
+        dirent, name_off = numbering.dirent_at[r], numbering.name_at[r]
+        subdirs: list[Inode] = []
+        for start in range(0, len(names), _CHUNK):
+            chunk = names[start:start + _CHUNK]
+            at = self._chunk(chunk, kids[start:start + _CHUNK], at, di, dirent, name_off,
+                             subdirs)
+            dirent += len(chunk)
+            name_off += sum(map(len, chunk))
+        self.next = at
+        return subdirs
+
+    def _chunk(self, names: list[bytes], kids: list[Node], at: int, di: int, dirent: int,
+               name_off: int, subdirs: list[Inode]) -> int:
+        """Packs entries of directory `di` from its `dirent`th: the plain
+        records and the listing in C (oe_pack_entries), the other records
+        here, in number order, once C has numbered them.  Returns the next
+        free number."""
+        numbering = self.numbering
         n = len(kids)
-        name_off = numbering.name_at[r]
         self.blob[name_off:name_off + sum(map(len, names))] = b"".join(names)
         wanted = array("q", [_RECORD]) * n
         try:
@@ -320,33 +339,29 @@ class _Packer:
         except TypeError:
             others = [j for j in range(n) if type(kids[j]) is not bytes]
             plain = b"".join([k for k in kids if type(k) is bytes])
-        subdirs = []
         for j in others:
             child = kids[j]
             if child.names == 1 and child.kind != S_IFDIR:    # plain
                 wanted[j] = lib.OE_PACK_NEXT
             else:
-                wanted[j] = numbers[row(child)]
+                wanted[j] = numbering.numbers[numbering.row(child)]
                 if child.kind == S_IFDIR:
                     subdirs.append(child)
         fresh = bytearray(n)
         lens = array("I", map(len, names))
-        if n and max(lens) > 255:
+        if max(lens) > 255:
             name = max(names, key=len)
             raise ImageError(f"name {name[:40]!r}... is longer than 255 bytes")
         at = lib.oe_pack_entries(
-            self._inodes_c, numbering.count, self._dirents_c, numbering.names,
-            numbering.first_child[r], numbers[r], numbering.dirent_at[r], name_off,
-            plain, len(plain), ffi.from_buffer("uint32_t[]", lens),
+            self._inodes_c, numbering.count, self._dirents_c, numbering.names, at, di, dirent,
+            name_off, plain, len(plain), ffi.from_buffer("uint32_t[]", lens),
             ffi.from_buffer("int64_t[]", wanted), ffi.from_buffer("uint8_t[]", fresh), n)
         if at < 0:
             raise ImageError(f"the tree changed while it was packed ({os.strerror(ffi.errno)})")
-        di = numbers[r]
         for j in others:
             if fresh[j]:     # in number order, between the records C wrote
                 self.pack(wanted[j], kids[j], di)
-        self.next = at
-        return subdirs
+        return at
 
     def _append(self, data: bytes) -> int:
         """Writes bytes at the blob's end; returns where."""
