@@ -97,6 +97,13 @@ def apply_batch(raw: bytes, strings: bytes, placer: Placer, tree: Tree, writer: 
     run_dir = b""                 # the directory of the run being gathered
     names: list[bytes] = []       # its files' names and records, in order
     recs: list[bytes] = []
+
+    def end_run() -> None:
+        if names:
+            placer.put_run(run_dir.split(b"/"), names, recs)
+            names.clear()   # put_run keeps neither list
+            recs.clear()
+
     for rec in records(raw):
         (typ, mode, uid, gid, msec, _, mnsec, _, flags, _, _, name_len, name_off, _, _,
          xattr_len, _, size, data, _) = rec
@@ -110,9 +117,7 @@ def apply_batch(raw: bytes, strings: bytes, placer: Placer, tree: Tree, writer: 
                 d, _, base = name.rpartition(b"/")
                 if d and not base.startswith(WHITEOUT):
                     if d != run_dir:
-                        if names:
-                            placer.put_run(run_dir.split(b"/"), names, recs)
-                            names, recs = [], []
+                        end_run()
                         run_dir = d
                     names.append(base)
                     recs.append(node)
@@ -131,13 +136,9 @@ def apply_batch(raw: bytes, strings: bytes, placer: Placer, tree: Tree, writer: 
                     node = Inode(S_IFDIR, mode, uid, gid, mtime, None, None, 0, None, b"",
                                  (0, 0), NO_XATTRS, {})
             parts = name.split(b"/")
-            if names:
-                placer.put_run(run_dir.split(b"/"), names, recs)
-                names, recs = [], []
+            end_run()
         else:
-            if names:
-                placer.put_run(run_dir.split(b"/"), names, recs)
-                names, recs = [], []
+            end_run()
             e = entry_of(rec, strings)
             parts = split_path(e.name)
             if typ == _LINK:
@@ -146,8 +147,7 @@ def apply_batch(raw: bytes, strings: bytes, placer: Placer, tree: Tree, writer: 
             node = entry_node(e, writer, ints)
         if put(parts, node) is None:
             writer.release(node)  # a whiteout marker or eStargz file
-    if names:
-        placer.put_run(run_dir.split(b"/"), names, recs)
+    end_run()
     # Once a batch: what lost its last name here stays out of the tree (no
     # lookup finds it to link it again), so its data can wait till now.
     tree.collect()
