@@ -2,6 +2,7 @@
 #include <stddef.h>
 #include "boundary.h"
 #include "tar.h"
+#include "tarruns.h"
 #include "writer.h"
 
 #define FIELD(type, f) {#type, #f, (uint32_t)offsetof(type, f), (uint32_t)sizeof(((type *)0)->f)}
@@ -82,6 +83,16 @@ static const oe_field_layout fields[] = {
     FIELD(oe_tar_entry, size),
     FIELD(oe_tar_entry, data),
     FIELD(oe_tar_entry, offset),
+
+    WHOLE(oe_tar_seg),
+    FIELD(oe_tar_seg, run),
+    FIELD(oe_tar_seg, first),
+    FIELD(oe_tar_seg, count),
+    FIELD(oe_tar_seg, dir_len),
+    FIELD(oe_tar_seg, dir_off),
+    FIELD(oe_tar_seg, names_off),
+    FIELD(oe_tar_seg, names_len),
+    FIELD(oe_tar_seg, recs_off),
 
     WHOLE(oe_field_layout),
     FIELD(oe_field_layout, type),

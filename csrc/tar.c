@@ -418,7 +418,7 @@ static size_t field_len(const uint8_t *f, size_t n)
 
 #define NAME_BYTES_MAX 255   /* of a path component, in the VFS and on ext4 */
 
-static int plain_name(const uint8_t *name, uint64_t len)
+int oe_tar_plain_name(const uint8_t *name, uint64_t len)
 {
     uint64_t start = 0, end = len;
     while (start < end && name[start] == '/')
@@ -444,7 +444,7 @@ static int plain_name(const uint8_t *name, uint64_t len)
 
 static int emit(oe_tar *t, oe_tar_entry *e)
 {
-    if (plain_name(t->str + e->name_off, e->name_len))
+    if (oe_tar_plain_name(t->str + e->name_off, e->name_len))
         e->flags |= OE_TAR_PLAIN_NAME;
     if (grow(t, (void **)&t->ents, &t->cap_ents, t->n_ents + 1, sizeof *e))
         return -1;

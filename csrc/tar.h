@@ -47,6 +47,8 @@ typedef struct {
  * (checked here, where the bytes are hot, and not again in Python for each
  * member). */
 enum { OE_TAR_ATIME = 1, OE_TAR_PLAIN_NAME = 2 };
+/* 1 if `name` (len bytes) is plain as OE_TAR_PLAIN_NAME says, else 0. */
+int oe_tar_plain_name(const uint8_t *name, uint64_t len);
 
 oe_tar *oe_tar_new(oe_writer *w, const oe_tar_limits *limits);
 void oe_tar_free(oe_tar *t);

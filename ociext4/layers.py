@@ -8,6 +8,7 @@ TarEntry, from batches the reader hands over.
 from __future__ import annotations
 
 import io
+import os
 import struct
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -19,7 +20,7 @@ from .compression import decompressed
 from .digests import check_diff_id
 from .errors import SourceError
 from .ext4._writer import ffi, lib
-from .ext4.records import TAR_ENTRY
+from .ext4.records import TAR_ENTRY, TAR_SEG
 from .ext4.writer import Ext4Writer
 from .hashing import LayerDigests
 from .prefetch import Prefetch
@@ -28,6 +29,9 @@ from .tree import NO_XATTRS
 CHUNK = 1 << 20
 _NO_RDEV = (0, 0)
 _ENTRY = TAR_ENTRY.struct  # field by field as C lays it out (checked at import)
+ENTRY_SIZE = _ENTRY.size
+_SEG = TAR_SEG.struct
+PLAIN_RECORD = lib.OE_PLAIN_RECORD
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +146,26 @@ def entry_of(rec: tuple[Any, ...], strings: bytes) -> TarEntry:
 def records(raw: bytes) -> Iterator[tuple[Any, ...]]:
     """A batch's records, one tuple of TAR_ENTRY's fields each."""
     return _ENTRY.iter_unpack(raw)
+
+
+def runs(raw: bytes, strings: bytes,
+         plain_sec_end: int) -> tuple[Iterator[tuple[int, ...]], bytes, bytes]:
+    """A batch cut into segments, in order (csrc/tarruns.h): runs of plain
+    files of one directory, with their basenames (NUL between two) and
+    their plain records, and the members between them, to apply one by
+    one.  Each segment is a tuple of TAR_SEG's fields; the names and
+    records are those bytes, for the runs' offsets."""
+    n = len(raw) // _ENTRY.size
+    segs = ffi.new("oe_tar_seg[]", max(n, 1))
+    names = ffi.new("uint8_t[]", max(len(strings), 1))
+    recs = ffi.new("uint8_t[]", max(n * PLAIN_RECORD, 1))
+    count = lib.oe_tar_runs(ffi.from_buffer("oe_tar_entry[]", raw), n, ffi.from_buffer(strings),
+                            len(strings), plain_sec_end, segs, n, names, len(names), recs,
+                            len(recs))
+    if count < 0:   # the reader's own batch: a bug, not the input's fault
+        raise OSError(ffi.errno, f"cutting a batch into runs: {os.strerror(ffi.errno)}")
+    return (_SEG.iter_unpack(ffi.buffer(segs, count * _SEG.size)), ffi.buffer(names)[:],
+            ffi.buffer(recs)[:])
 
 
 def _decode(raw: bytes, strings: bytes) -> Iterator[TarEntry]:

@@ -6,20 +6,29 @@ make the same tree."""
 
 from __future__ import annotations
 
+import errno
 import io
 import tarfile
 from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ociext4.ext4._writer import ffi, lib
 from test_layers import _archive, members
 
 from ociext4.errors import SourceError
 from ociext4.ext4 import Ext4Options, Ext4Writer
+from ociext4.ext4.records import TAR_ENTRY
 from ociext4.flatten import LayerApplier
-from ociext4.layers import read_batches, read_entries
-from ociext4.sources.tarball import apply_batch, entry_node, link_target, read_tar
-from ociext4.tree import Inode, Tree, as_inode, new_dir, split_path, walk
+from ociext4.layers import PLAIN_NAME, read_batches, read_entries, records, runs
+from ociext4.sources.tarball import (
+    _PLAIN_SECONDS,
+    apply_batch,
+    entry_node,
+    link_target,
+    read_tar,
+)
+from ociext4.tree import PLAIN, Inode, Tree, as_inode, new_dir, plain_record, split_path, walk
 
 
 def _general(archive: bytes, writer: Ext4Writer) -> Inode:
@@ -175,3 +184,100 @@ def test_files_put_as_a_run_are_their_layers_own_for_its_opaque_marker(tmp_path)
     got = _layered(tmp_path / "a.img", archives, True)
     assert got == _layered(tmp_path / "b.img", archives, False)
     assert [path for path, *_ in got[1]] == [b"", b"d", b"d/a", b"d/b"]   # d/x hidden
+
+
+def _runs_by_the_rules(raw: bytes, strings: bytes) -> list[tuple[object, ...]]:
+    """layers.runs() as its contract reads, one member at a time: a run is
+    consecutive plain files of one directory; each segment as
+    ("run", first, directory, names, records) or ("members", first, count)."""
+    out: list[list[object]] = []
+    for i, rec in enumerate(records(raw)):
+        (typ, mode, uid, gid, msec, _, mnsec, _, flags, _, _, name_len, name_off, _, _,
+         xattr_len, _, size, data, _) = rec
+        name = strings[name_off:name_off + name_len].strip(b"/")
+        d, _, base = name.rpartition(b"/")
+        if (typ == ord("0") and flags == PLAIN_NAME and not xattr_len
+                and 0 <= msec < _PLAIN_SECONDS and d and not base.startswith(b".wh.")):
+            r = plain_record(mode, uid, gid, msec, mnsec, size, data if data >= 0 else None)
+            if out and out[-1][0] == "run" and out[-1][2] == d:
+                out[-1][3].append(base)   # type: ignore[attr-defined]
+                out[-1][4].append(r)      # type: ignore[attr-defined]
+            else:
+                out.append(["run", i, d, [base], [r]])
+        elif out and out[-1][0] == "members":
+            out[-1][2] += 1   # type: ignore[operator]
+        else:
+            out.append(["members", i, 1])
+    return [tuple(seg) for seg in out]
+
+
+def _runs_from_c(raw: bytes, strings: bytes) -> list[tuple[object, ...]]:
+    segments, names, recs = runs(raw, strings, _PLAIN_SECONDS)
+    out: list[tuple[object, ...]] = []
+    for run, first, count, dir_len, dir_off, names_off, names_len, recs_off in segments:
+        if run:
+            rs = [recs[recs_off + k * PLAIN.size:recs_off + (k + 1) * PLAIN.size]
+                  for k in range(count)]
+            out.append(("run", first, strings[dir_off:dir_off + dir_len],
+                        names[names_off:names_off + names_len].split(b"\0"), rs))
+        else:
+            out.append(("members", first, count))
+    return out
+
+
+@st.composite
+def run_members(draw: st.DrawFn) -> list[tuple[tarfile.TarInfo, bytes]]:
+    """varied() members, and files in a row in a few directories, at the
+    root, as whiteouts or under names that are not plain."""
+    items = draw(varied())
+    for _ in range(draw(st.integers(0, 12))):
+        where = draw(st.sampled_from(["", "d/", "d/", "/d/", "d/e/", "d//e/", "./d/", "d/../"]))
+        name = draw(st.sampled_from(["a", "b", "c", ".wh.a", ".wh..wh..opq", "a/"]))
+        info = tarfile.TarInfo(where + name)
+        info.mtime = draw(st.sampled_from([0, 1_600_000_000, _PLAIN_SECONDS - 1, _PLAIN_SECONDS]))
+        if draw(st.booleans()):
+            info.pax_headers = {"mtime": f"{info.mtime}.{draw(st.integers(1, 999_999_999)):09d}"}
+        data = b"x" * draw(st.integers(0, 3))
+        info.size = len(data)
+        items.insert(draw(st.integers(0, len(items))), (info, data))
+    return items
+
+
+@settings(deadline=None, max_examples=150)
+@given(items=run_members())
+def test_runs_are_the_plain_files_of_one_directory_in_a_row_and_the_rest_stays_in_order(
+        tmp_path_factory, items):
+    archive = _archive(items, tarfile.PAX_FORMAT)
+    path = tmp_path_factory.mktemp("runs") / "a.img"
+    with Ext4Writer(path, Ext4Options(fsync=False)) as w:
+        for raw, strings in read_batches(io.BytesIO(archive), "t", w):
+            assert _runs_from_c(raw, strings) == _runs_by_the_rules(raw, strings)
+
+
+def _entry(name_off: int, name_len: int, flags: int) -> bytes:
+    return TAR_ENTRY.struct.pack(ord("0"), 0o644, 0, 0, 5, 0, 0, 0, flags, 0, 0, name_len,
+                                 name_off, 0, 0, 0, 0, 0, -1, 0)
+
+
+def _c_runs(raw: bytes, strings: bytes, segs: int, names: int, recs: int) -> tuple[int, int]:
+    n = len(raw) // TAR_ENTRY.struct.size
+    got = lib.oe_tar_runs(ffi.from_buffer("oe_tar_entry[]", raw), n, ffi.from_buffer(strings),
+                          len(strings), _PLAIN_SECONDS, ffi.new("oe_tar_seg[]", max(segs, 1)),
+                          segs, ffi.new("uint8_t[]", max(names, 1)), names,
+                          ffi.new("uint8_t[]", max(recs, 1)), recs)
+    return got, (ffi.errno if got < 0 else 0)
+
+
+def test_tar_runs_refuses_what_would_write_outside_its_arrays_or_a_name_that_is_not_plain():
+    strings = b"d/ad/bx/c"
+    two = _entry(0, 3, PLAIN_NAME) + _entry(3, 3, PLAIN_NAME)
+    three = two + _entry(6, 3, PLAIN_NAME)
+    rec = PLAIN.size
+    assert _c_runs(three, strings, 2, 4, 3 * rec) == (2, 0)             # d/{a,b}, x/{c}
+    assert _c_runs(three, strings, 1, 4, 3 * rec) == (-1, errno.ERANGE)  # one segment of two
+    assert _c_runs(three, strings, 2, 3, 3 * rec) == (-1, errno.ERANGE)  # "a\0b", "c": 4 bytes
+    assert _c_runs(two, strings, 1, 2, 2 * rec) == (-1, errno.ERANGE)    # "a\0b" is 3 bytes
+    assert _c_runs(two, strings, 1, 3, 2 * rec - 1) == (-1, errno.ERANGE)
+    assert _c_runs(_entry(7, 3, PLAIN_NAME), strings, 1, 9, rec) == (-1, errno.ERANGE)
+    assert _c_runs(_entry(0, 4, PLAIN_NAME), b"d//x", 1, 4, rec) == (-1, errno.EINVAL)
+    assert _c_runs(_entry(0, 4, 0), b"d//x", 1, 4, rec) == (1, 0)  # not flagged: left as it is

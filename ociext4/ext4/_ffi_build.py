@@ -19,6 +19,9 @@ HEADERS += ["contentid.h"]
 # One directory's entries packed for the commit (ociext4/ext4/pack.py).
 SOURCES += ["packdir.c"]
 HEADERS += ["packdir.h"]
+# Runs of plain files in a tar batch (ociext4/sources/tarball.py).
+SOURCES += ["tarruns.c"]
+HEADERS += ["tarruns.h"]
 # Warnings fail the build in CI (.ci/run sets CI=true) and when
 # OCIEXT4_WERROR=1; an install elsewhere, on a compiler the project was never
 # built with, only shows them.  setup.py uses the same flags for the guest init.

@@ -63,7 +63,11 @@ TAR_ENTRY = Record("oe_tar_entry", (
     ("name_off", "Q"), ("link_off", "Q"), ("link_len", "I"), ("xattr_len", "I"),
     ("xattr_off", "Q"), ("size", "Q"), ("data", "q"), ("offset", "Q"),
 ))
-PACKED = (INODE, DIRENT, TAR_ENTRY)
+TAR_SEG = Record("oe_tar_seg", (
+    ("run", "I"), ("first", "I"), ("count", "I"), ("dir_len", "I"),
+    ("dir_off", "Q"), ("names_off", "Q"), ("names_len", "Q"), ("recs_off", "Q"),
+))
+PACKED = (INODE, DIRENT, TAR_ENTRY, TAR_SEG)
 
 
 def c_layouts() -> dict[str, dict[str, tuple[int, int]]]:

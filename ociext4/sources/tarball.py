@@ -8,8 +8,17 @@ from typing import BinaryIO, Protocol
 from ..errors import SourceError
 from ..ext4.plan import AMBIGUOUS_START_NS
 from ..ext4.writer import Ext4Writer
-from ..flatten import WHITEOUT
-from ..layers import PLAIN_NAME, Limits, TarEntry, entry_of, read_batches, records
+from ..layers import (
+    ENTRY_SIZE,
+    PLAIN_NAME,
+    PLAIN_RECORD,
+    Limits,
+    TarEntry,
+    entry_of,
+    read_batches,
+    records,
+    runs,
+)
 from ..tree import (
     NO_XATTRS,
     S_IFBLK,
@@ -85,25 +94,34 @@ def apply_batch(raw: bytes, strings: bytes, placer: Placer, tree: Tree, writer: 
     """Applies one batch of the tar reader's members (layers.read_batches).
 
     A plain file or directory with a plain name and no atime or xattrs, the
-    bulk of every image, is made here straight from the record, as
-    entry_node() would make it (tests/test_tarball.py holds them to the
-    same tree): a TarEntry and split_path() cost more than the rest of an
-    entry's work.  The file becomes a plain record (ociext4.tree.PLAIN),
-    not an Inode, when its mtime is one the writer stores as it is, and a
-    run of such files in one directory (a package's files, listed
-    together) is put in one step (Placer.put_run), before the member that
-    ends it.  Every other member goes through entry_node()."""
+    bulk of every image, is made straight from the record, as entry_node()
+    would make it (tests/test_tarball.py holds them to the same tree): a
+    TarEntry and split_path() cost more than the rest of an entry's work.
+    The file becomes a plain record (ociext4.tree.PLAIN), not an Inode,
+    when its mtime is one the writer stores as it is.  The C core finds the
+    runs of such files in one directory (a package's files, listed
+    together) and makes their records (layers.runs): a run is put in one
+    step (Placer.put_run).  Every other member goes through entry_node()."""
+    segments, names, recs = runs(raw, strings, _PLAIN_SECONDS)
+    size, view = ENTRY_SIZE, memoryview(raw)
+    for run, first, count, dir_len, dir_off, names_off, names_len, recs_off in segments:
+        if run:
+            end = recs_off + count * PLAIN_RECORD
+            placer.put_run(strings[dir_off:dir_off + dir_len].split(b"/"),
+                           names[names_off:names_off + names_len].split(b"\0"),
+                           [recs[i:i + PLAIN_RECORD] for i in range(recs_off, end, PLAIN_RECORD)])
+        else:
+            _apply_members(view[first * size:(first + count) * size], strings, placer, tree,
+                           writer, ints)
+    # Once a batch: what lost its last name here stays out of the tree (no
+    # lookup finds it to link it again), so its data can wait till now.
+    tree.collect()
+
+
+def _apply_members(raw: memoryview, strings: bytes, placer: Placer, tree: Tree,
+                   writer: Ext4Writer, ints: dict[int, int]) -> None:
+    """The members of a batch that are not in a run, one by one."""
     put = placer.put
-    run_dir = b""                 # the directory of the run being gathered
-    names: list[bytes] = []       # its files' names and records, in order
-    recs: list[bytes] = []
-
-    def end_run() -> None:
-        if names:
-            placer.put_run(run_dir.split(b"/"), names, recs)
-            names.clear()   # put_run keeps neither list
-            recs.clear()
-
     for rec in records(raw):
         (typ, mode, uid, gid, msec, _, mnsec, _, flags, _, _, name_len, name_off, _, _,
          xattr_len, _, size, data, _) = rec
@@ -111,17 +129,9 @@ def apply_batch(raw: bytes, strings: bytes, placer: Placer, tree: Tree, writer: 
         if flags == PLAIN_NAME and not xattr_len and (typ == _REG or typ == _DIR):
             name = strings[name_off:name_off + name_len].strip(b"/")
             if typ == _REG and 0 <= msec < _PLAIN_SECONDS:
+                # At the root (eStargz's files) or a marker.
                 node = plain_record(mode, uid, gid, msec, mnsec, size,
                                     data if data >= 0 else None)
-                # Not at the root (eStargz's files) and not a marker.
-                d, _, base = name.rpartition(b"/")
-                if d and not base.startswith(WHITEOUT):
-                    if d != run_dir:
-                        end_run()
-                        run_dir = d
-                    names.append(base)
-                    recs.append(node)
-                    continue
             else:
                 mtime = msec * 1_000_000_000 + mnsec
                 mode = ints.get(mode, mode)
@@ -136,9 +146,7 @@ def apply_batch(raw: bytes, strings: bytes, placer: Placer, tree: Tree, writer: 
                     node = Inode(S_IFDIR, mode, uid, gid, mtime, None, None, 0, None, b"",
                                  (0, 0), NO_XATTRS, {})
             parts = name.split(b"/")
-            end_run()
         else:
-            end_run()
             e = entry_of(rec, strings)
             parts = split_path(e.name)
             if typ == _LINK:
@@ -147,10 +155,6 @@ def apply_batch(raw: bytes, strings: bytes, placer: Placer, tree: Tree, writer: 
             node = entry_node(e, writer, ints)
         if put(parts, node) is None:
             writer.release(node)  # a whiteout marker or eStargz file
-    end_run()
-    # Once a batch: what lost its last name here stays out of the tree (no
-    # lookup finds it to link it again), so its data can wait till now.
-    tree.collect()
 
 
 def entry_node(e: TarEntry, writer: Ext4Writer, ints: dict[int, int] | None = None) -> Inode:
