@@ -4,8 +4,6 @@
 #include "packdir.h"
 #include "tarruns.h"
 
-#define WHITEOUT_PREFIX ".wh."
-
 /* A new segment at entry i, or NULL with errno ERANGE past segs_cap. */
 static oe_tar_seg *open_seg(oe_tar_seg *segs, uint32_t segs_cap, uint64_t *nseg, uint32_t i)
 {
@@ -40,7 +38,8 @@ static void plain_record(const oe_tar_entry *e, uint8_t *out)
 }
 
 int64_t oe_tar_runs(const oe_tar_entry *ents, uint32_t n, const uint8_t *str, uint64_t str_len,
-                    int64_t plain_sec_end, oe_tar_seg *segs, uint32_t segs_cap,
+                    int64_t plain_sec_end, const uint8_t *marker, uint32_t marker_len,
+                    oe_tar_seg *segs, uint32_t segs_cap,
                     uint8_t *names, uint64_t names_cap, uint8_t *recs, uint64_t recs_cap)
 {
     uint64_t nseg = 0, names_at = 0, recs_at = 0;
@@ -77,8 +76,7 @@ int64_t oe_tar_runs(const oe_tar_entry *ents, uint32_t n, const uint8_t *str, ui
             if (slash > a) {        /* not at the root (eStargz's files are) */
                 dir_len = slash - 1 - a;
                 base_len = z - slash;
-                run = !(base_len >= sizeof WHITEOUT_PREFIX - 1 &&
-                        memcmp(s + slash, WHITEOUT_PREFIX, sizeof WHITEOUT_PREFIX - 1) == 0);
+                run = !(base_len >= marker_len && memcmp(s + slash, marker, marker_len) == 0);
             }
         }
         if (!run) {

@@ -28,15 +28,17 @@ typedef struct {
  * segments.  A run member is a regular file whose flags are exactly
  * OE_TAR_PLAIN_NAME, with no xattrs, uid and gid below 2^32, mtime seconds
  * in [0, plain_sec_end), a directory (it is not at the root) and a
- * basename that is not a whiteout (".wh." prefix); consecutive ones in the
- * same directory make one run.  Writes at most segs_cap segments, names_cap
+ * basename that does not start with `marker` (marker_len bytes: the
+ * policy side's whiteout prefix); consecutive ones in the same directory
+ * make one run.  Writes at most segs_cap segments, names_cap
  * bytes of names and recs_cap of records.  Returns the number of segments,
  * or -1 with errno set: ERANGE for anything outside the arrays or the
  * strings (n segments, str_len bytes of names and n * OE_PLAIN_RECORD of
  * records always suffice), EINVAL for a name flagged plain that is not
  * (oe_tar_plain_name). */
 int64_t oe_tar_runs(const oe_tar_entry *ents, uint32_t n, const uint8_t *str, uint64_t str_len,
-                    int64_t plain_sec_end, oe_tar_seg *segs, uint32_t segs_cap,
+                    int64_t plain_sec_end, const uint8_t *marker, uint32_t marker_len,
+                    oe_tar_seg *segs, uint32_t segs_cap,
                     uint8_t *names, uint64_t names_cap, uint8_t *recs, uint64_t recs_cap);
 
 #endif

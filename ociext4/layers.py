@@ -148,20 +148,21 @@ def records(raw: bytes) -> Iterator[tuple[Any, ...]]:
     return _ENTRY.iter_unpack(raw)
 
 
-def runs(raw: bytes, strings: bytes,
-         plain_sec_end: int) -> tuple[Iterator[tuple[int, ...]], bytes, bytes]:
+def runs(raw: bytes, strings: bytes, plain_sec_end: int,
+         marker: bytes) -> tuple[Iterator[tuple[int, ...]], bytes, bytes]:
     """A batch cut into segments, in order (csrc/tarruns.h): runs of plain
-    files of one directory, with their basenames (NUL between two) and
-    their plain records, and the members between them, to apply one by
-    one.  Each segment is a tuple of TAR_SEG's fields; the names and
-    records are those bytes, for the runs' offsets."""
+    files of one directory whose mtimes are below `plain_sec_end` seconds
+    and whose names do not start with `marker`, with their basenames (NUL
+    between two) and their plain records, and the members between them, to
+    apply one by one.  Each segment is a tuple of TAR_SEG's fields; the
+    names and records are those bytes, for the runs' offsets."""
     n = len(raw) // _ENTRY.size
     segs = ffi.new("oe_tar_seg[]", max(n, 1))
     names = ffi.new("uint8_t[]", max(len(strings), 1))
     recs = ffi.new("uint8_t[]", max(n * PLAIN_RECORD, 1))
     count = lib.oe_tar_runs(ffi.from_buffer("oe_tar_entry[]", raw), n, ffi.from_buffer(strings),
-                            len(strings), plain_sec_end, segs, n, names, len(names), recs,
-                            len(recs))
+                            len(strings), plain_sec_end, marker, len(marker), segs, n, names,
+                            len(names), recs, len(recs))
     if count < 0:   # the reader's own batch: a bug, not the input's fault
         raise OSError(ffi.errno, f"cutting a batch into runs: {os.strerror(ffi.errno)}")
     return (_SEG.iter_unpack(ffi.buffer(segs, count * _SEG.size)), ffi.buffer(names)[:],

@@ -19,7 +19,7 @@ from test_layers import _archive, members
 from ociext4.errors import SourceError
 from ociext4.ext4 import Ext4Options, Ext4Writer
 from ociext4.ext4.records import TAR_ENTRY
-from ociext4.flatten import LayerApplier
+from ociext4.flatten import WHITEOUT, LayerApplier
 from ociext4.layers import PLAIN_NAME, read_batches, read_entries, records, runs
 from ociext4.sources.tarball import (
     _PLAIN_SECONDS,
@@ -197,7 +197,7 @@ def _runs_by_the_rules(raw: bytes, strings: bytes) -> list[tuple[object, ...]]:
         name = strings[name_off:name_off + name_len].strip(b"/")
         d, _, base = name.rpartition(b"/")
         if (typ == ord("0") and flags == PLAIN_NAME and not xattr_len
-                and 0 <= msec < _PLAIN_SECONDS and d and not base.startswith(b".wh.")):
+                and 0 <= msec < _PLAIN_SECONDS and d and not base.startswith(WHITEOUT)):
             r = plain_record(mode, uid, gid, msec, mnsec, size, data if data >= 0 else None)
             if out and out[-1][0] == "run" and out[-1][2] == d:
                 out[-1][3].append(base)   # type: ignore[attr-defined]
@@ -212,7 +212,7 @@ def _runs_by_the_rules(raw: bytes, strings: bytes) -> list[tuple[object, ...]]:
 
 
 def _runs_from_c(raw: bytes, strings: bytes) -> list[tuple[object, ...]]:
-    segments, names, recs = runs(raw, strings, _PLAIN_SECONDS)
+    segments, names, recs = runs(raw, strings, _PLAIN_SECONDS, WHITEOUT)
     out: list[tuple[object, ...]] = []
     for run, first, count, dir_len, dir_off, names_off, names_len, recs_off in segments:
         if run:
@@ -262,7 +262,8 @@ def _entry(name_off: int, name_len: int, flags: int) -> bytes:
 def _c_runs(raw: bytes, strings: bytes, segs: int, names: int, recs: int) -> tuple[int, int]:
     n = len(raw) // TAR_ENTRY.struct.size
     got = lib.oe_tar_runs(ffi.from_buffer("oe_tar_entry[]", raw), n, ffi.from_buffer(strings),
-                          len(strings), _PLAIN_SECONDS, ffi.new("oe_tar_seg[]", max(segs, 1)),
+                          len(strings), _PLAIN_SECONDS, WHITEOUT, len(WHITEOUT),
+                          ffi.new("oe_tar_seg[]", max(segs, 1)),
                           segs, ffi.new("uint8_t[]", max(names, 1)), names,
                           ffi.new("uint8_t[]", max(recs, 1)), recs)
     return got, (ffi.errno if got < 0 else 0)

@@ -8,6 +8,7 @@ from typing import BinaryIO, Protocol
 from ..errors import SourceError
 from ..ext4.plan import AMBIGUOUS_START_NS
 from ..ext4.writer import Ext4Writer
+from ..flatten import WHITEOUT
 from ..layers import (
     ENTRY_SIZE,
     PLAIN_NAME,
@@ -102,7 +103,7 @@ def apply_batch(raw: bytes, strings: bytes, placer: Placer, tree: Tree, writer: 
     runs of such files in one directory (a package's files, listed
     together) and makes their records (layers.runs): a run is put in one
     step (Placer.put_run).  Every other member goes through entry_node()."""
-    segments, names, recs = runs(raw, strings, _PLAIN_SECONDS)
+    segments, names, recs = runs(raw, strings, _PLAIN_SECONDS, WHITEOUT)
     size, view = ENTRY_SIZE, memoryview(raw)
     for run, first, count, dir_len, dir_off, names_off, names_len, recs_off in segments:
         if run:
