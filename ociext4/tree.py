@@ -288,6 +288,12 @@ def as_inode(node: Node) -> Inode:
     return plain_inode(node, 1) if type(node) is bytes else node  # type: ignore[arg-type]
 
 
+# A resolved directory: itself, the (directory, name) steps taken to reach
+# it, the chain of directories from the root (symlinks followed) and the
+# symlink hops taken on the way.
+_Resolved = tuple[Inode, list[tuple[Inode, bytes]], list[Inode], int]
+
+
 def new_dir(mode: int = 0o755, **attrs: int) -> Inode:
     return Inode(S_IFDIR, mode=mode, children={}, **attrs)
 
@@ -338,7 +344,7 @@ class Tree:
         # Resolved parent directories by path.  Archives list a directory's
         # entries together, so most lookups hit; anything that replaces or
         # removes a name clears it.
-        self._parents: dict[tuple[bytes, ...], tuple[Inode, list[tuple[Inode, bytes]]]] = {}
+        self._parents: dict[tuple[bytes, ...], _Resolved] = {}
         # Files that lost their last name, waiting for collect(): Inodes and
         # plain records.
         self._orphans: list[Node] = []
@@ -401,13 +407,31 @@ class Tree:
         key = tuple(parts[:-1])
         cached = self._parents.get(key)
         if cached is None:
-            steps: list[tuple[Inode, bytes]] = []
-            found = self._resolve([self.root], parts[:-1], [0], create, steps)
-            if found is None:
+            cached = self._resolve_dir(key, create)
+            if cached is None:
                 raise UnsafePathError(
                     f"parent of {b'/'.join(parts).decode(errors='replace')!r} does not exist")
-            cached = self._parents[key] = (found[-1], steps)
-        return cached
+        return cached[0], cached[1]
+
+    def _resolve_dir(self, key: tuple[bytes, ...],
+                     create: Callable[[], Inode] | None) -> _Resolved | None:
+        """Resolves the directory at `key` and caches it.  A new directory's
+        parent is nearly always cached (its entry came just before its
+        files): the walk goes on from there, in the state a walk from the
+        root would have reached (the chain, the steps, the symlink hops),
+        instead of from the root."""
+        up = self._parents.get(key[:-1]) if key else None
+        if up is None:
+            steps: list[tuple[Inode, bytes]] = []
+            hops = [0]
+            found = self._resolve([self.root], list(key), hops, create, steps)
+        else:
+            steps, hops = list(up[1]), [up[3]]
+            found = self._resolve(up[2], [key[-1]], hops, create, steps)
+        if found is None:
+            return None
+        resolved = self._parents[key] = (found[-1], steps, found, hops[0])
+        return resolved
 
     def existing_parent(self, parts: list[bytes]) -> Inode | None:
         """The directory `parent_dir` would find for `parts` (symlinks
@@ -416,11 +440,9 @@ class Tree:
         key = tuple(parts[:-1])
         cached = self._parents.get(key)
         if cached is None:
-            steps: list[tuple[Inode, bytes]] = []
-            found = self._resolve([self.root], parts[:-1], [0], None, steps)
-            if found is None:
+            cached = self._resolve_dir(key, None)
+            if cached is None:
                 return None
-            cached = self._parents[key] = (found[-1], steps)
         return cached[0]
 
     def lookup(self, parts: list[bytes]) -> Inode | None:

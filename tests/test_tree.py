@@ -6,7 +6,7 @@ import sys
 import tracemalloc
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ociext4.errors import UnsafePathError
@@ -269,3 +269,38 @@ def test_a_plain_file_inode_with_its_data_handle_costs_at_most_115_bytes():
     # 80 + 32 (it was 112 + 32 + 32, size and handle apart, then 88 + 32)
     assert per_inode < 115
     assert [(n.size, n.data) for n in nodes[:2]] == [(4096, 10**6), (4097, 10**6 + 1)]
+
+
+_names = st.sampled_from([b"a", b"b", b"c"])
+_targets = st.sampled_from([b"a", b"b/c", b"/a", b"/", b"..", b"../b", b"../../c", b"a/..", b"c"])
+
+
+def _resolved(tree: Tree, parts: list[bytes]) -> tuple[object, ...]:
+    try:
+        parent, steps = tree.parent_and_trail(parts)
+    except UnsafePathError as e:
+        return ("error", str(e))
+    return (id(parent), [(id(d), name) for d, name in steps])
+
+
+@settings(max_examples=200, deadline=None)
+@given(entries=st.lists(st.tuples(st.lists(_names, min_size=1, max_size=4),
+                                  st.one_of(st.none(), _targets)), max_size=12),
+       queries=st.lists(st.lists(_names, min_size=1, max_size=6), max_size=12))
+def test_a_directory_resolved_from_its_cached_parent_is_the_one_a_walk_from_the_root_finds(
+        entries, queries):
+    # Directories and symlinks (loops, `..`, absolute targets) over a few
+    # names; then each query's parents, shortest first, on a tree whose
+    # cache fills as it goes, against a fresh cache that walks from the root.
+    tree = Tree()
+    for parts, target in entries:
+        try:
+            tree.put(parts, new_dir() if target is None else Inode(S_IFLNK, target=target),
+                     new_dir)
+        except UnsafePathError:
+            pass
+    for query in queries:
+        for end in range(1, len(query) + 1):
+            warm = _resolved(tree, query[:end] + [b"x"])
+            cold = Tree(tree.root)
+            assert warm == _resolved(cold, query[:end] + [b"x"])
