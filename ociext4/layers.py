@@ -24,14 +24,13 @@ from .ext4.records import TAR_ENTRY, TAR_SEG
 from .ext4.writer import Ext4Writer
 from .hashing import LayerDigests
 from .prefetch import Prefetch
-from .tree import NO_XATTRS
+from .tree import NO_XATTRS, PLAIN
 
 CHUNK = 1 << 20
 _NO_RDEV = (0, 0)
 _ENTRY = TAR_ENTRY.struct  # field by field as C lays it out (checked at import)
 ENTRY_SIZE = _ENTRY.size
 _SEG = TAR_SEG.struct
-PLAIN_RECORD = lib.OE_PLAIN_RECORD
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,10 +155,10 @@ def runs(raw: bytes, strings: bytes, plain_sec_end: int,
     between two) and their plain records, and the members between them, to
     apply one by one.  Each segment is a tuple of TAR_SEG's fields; the
     names and records are those bytes, for the runs' offsets."""
-    n = len(raw) // _ENTRY.size
+    n = len(raw) // ENTRY_SIZE
     segs = ffi.new("oe_tar_seg[]", max(n, 1))
     names = ffi.new("uint8_t[]", max(len(strings), 1))
-    recs = ffi.new("uint8_t[]", max(n * PLAIN_RECORD, 1))
+    recs = ffi.new("uint8_t[]", max(n * PLAIN.size, 1))
     count = lib.oe_tar_runs(ffi.from_buffer("oe_tar_entry[]", raw), n, ffi.from_buffer(strings),
                             len(strings), plain_sec_end, marker, len(marker), segs, n, names,
                             len(names), recs, len(recs))

@@ -12,7 +12,6 @@ from ..flatten import WHITEOUT
 from ..layers import (
     ENTRY_SIZE,
     PLAIN_NAME,
-    PLAIN_RECORD,
     Limits,
     TarEntry,
     entry_of,
@@ -22,6 +21,7 @@ from ..layers import (
 )
 from ..tree import (
     NO_XATTRS,
+    PLAIN,
     S_IFBLK,
     S_IFCHR,
     S_IFDIR,
@@ -107,10 +107,11 @@ def apply_batch(raw: bytes, strings: bytes, placer: Placer, tree: Tree, writer: 
     size, view = ENTRY_SIZE, memoryview(raw)
     for run, first, count, dir_len, dir_off, names_off, names_len, recs_off in segments:
         if run:
-            end = recs_off + count * PLAIN_RECORD
+            step = PLAIN.size
+            end = recs_off + count * step
             placer.put_run(strings[dir_off:dir_off + dir_len].split(b"/"),
                            names[names_off:names_off + names_len].split(b"\0"),
-                           [recs[i:i + PLAIN_RECORD] for i in range(recs_off, end, PLAIN_RECORD)])
+                           [recs[i:i + step] for i in range(recs_off, end, step)])
         else:
             _apply_members(view[first * size:(first + count) * size], strings, placer, tree,
                            writer, ints)
