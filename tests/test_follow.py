@@ -1,12 +1,15 @@
 """FollowedBlob (ociext4/registry/follow.py) against a real cache: a blob read
 from its partial file while an Ingest writes it on another thread, as a
-pull's download does.  What the reader read is what its check covers, even
-when the file started over in between."""
+pull's download does.  Its check is the download's verdict; what the reader
+read, even when the file started over in between, is covered by the
+layer's diff_id once it is inflated (ociext4/sources/image.py)."""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import random
+import tarfile
 import threading
 import time
 from collections.abc import Callable
@@ -14,9 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from ociext4.errors import DigestMismatch
+from ociext4 import model
+from ociext4.blobs import LayerBlob
+from ociext4.errors import DigestMismatch, SourceError
+from ociext4.ext4.writer import Ext4Options, Ext4Writer
 from ociext4.model import Layer
+from ociext4.registry import follow
 from ociext4.registry.follow import FollowedBlob
+from ociext4.sources.image import flatten_image
 from ociext4.store import Store
 
 BLOB = random.Random(7).randbytes(300_000)
@@ -100,22 +108,59 @@ def test_bytes_are_read_as_they_are_written_and_the_check_passes(store):
     dl.thread.join()
 
 
-def test_bytes_read_before_the_file_started_over_are_checked_not_the_file(store):
-    ing = store.ingest(DIGEST, len(BLOB), "blob")
+def one_file_tar(data: bytes) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        info = tarfile.TarInfo("f")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+class OneLayer:
+    """An image source of one layer, handed over as the registry source
+    hands over a layer it follows."""
+    name = "reg"
+
+    def __init__(self, layer: Layer, blob: FollowedBlob) -> None:
+        self.layer, self.blob = layer, blob
+
+    def layer_blobs(self, image: model.Image):
+        yield LayerBlob(self.layer, self.blob, self.blob.check, self.blob.close,
+                        self.blob.abandon)
+
+
+def test_bytes_read_before_the_file_started_over_fail_the_layer_on_its_diff_id(store, tmp_path):
+    """The reader inflates bytes the download later replaced (the first
+    server sent other bytes, then the file started over): the download's
+    own verdict is right, and the layer's diff_id is what fails."""
+    tar = one_file_tar(BLOB)
+    digest = "sha256:" + hashlib.sha256(tar).hexdigest()
+    layer = Layer(media_type="application/vnd.oci.image.layer.v1.tar", digest=digest,
+                  diff_id=digest, size=len(tar))
+    ing = store.ingest(digest, len(tar), "blob")
     assert ing is not None
-    wrong = bytes(b ^ 1 for b in BLOB[:1000])
-    dl = Download(store, [lambda: ing.write(wrong), ing.restart,
-                          lambda: ing.write(BLOB), ing.commit])
-    blob = FollowedBlob(store, LAYER, "reg", dl.settled)
-    dl.step()
-    assert read(blob, 1000) == wrong
-    for _ in range(3):
-        dl.step()
-    # The download itself is right (the cache took it); what was read is not.
-    with pytest.raises(DigestMismatch, match=f"reg: layer {DIGEST}"):
-        blob.check()
-    assert store.has(DIGEST)
-    dl.thread.join()
+    at = 1024 + 500                     # in the file's data, past the PAX and tar headers
+    ing.write(tar[:at] + bytes([tar[at] ^ 1]) + tar[at + 1:])
+
+    def settled(timeout: float | None) -> bool:
+        if timeout is not None:
+            return False                # the reader opens the partial file
+        # check(), once every byte was read: the file starts over now.
+        ing.restart()
+        ing.write(tar)
+        ing.commit()
+        return True
+
+    blob = FollowedBlob(store, layer, "reg", settled)
+    config = model.ImageConfig("linux", "amd64", "", None, model.ContainerConfig(), (digest,))
+    image = model.Image("sha256:" + "0" * 64, model.OCI_MANIFEST, "sha256:" + "1" * 64, config,
+                        (layer,))
+    with Ext4Writer(tmp_path / "x.img", Ext4Options(fsync=False)) as w, \
+            pytest.raises(SourceError, match=f"reg: layer {digest}: uncompressed layer does not "
+                                             f"match diff_id {digest}"):
+        flatten_image(OneLayer(layer, blob), image, w)
+    assert store.has(digest)            # the cache took the right bytes
 
 
 def test_a_partial_file_replaced_by_a_new_download_is_followed(store):
@@ -196,20 +241,40 @@ def test_an_abandoned_reader_stops_waiting_and_its_check_does_not_wait(store):
     dl.thread.join()
 
 
-def test_an_abandoned_reader_that_read_every_byte_is_checked_without_waiting(store):
+def test_an_abandoned_reader_that_read_every_byte_gets_the_downloads_verdict(store):
     """A stream error found at the blob's end (a gzip CRC) abandons the
-    reader before the download has settled: what was read is whole, so its
-    digest is the verdict, given at once."""
+    reader before the download has settled: its check waits for the
+    download's digest, which names the fault better."""
     ing = store.ingest(DIGEST, len(BLOB), "blob")
     assert ing is not None
     wrong = bytes([BLOB[0] ^ 1]) + BLOB[1:]
-    dl = Download(store, [lambda: ing.write(wrong), ing.discard])
+    dl = Download(store, [lambda: ing.write(wrong), ing.commit])
     blob = FollowedBlob(store, LAYER, "reg", dl.settled)
     dl.step()
     assert read(blob, len(BLOB)) == wrong
     blob.abandon()
-    with pytest.raises(DigestMismatch, match=f"reg: layer {DIGEST}"):
-        blob.check()                  # the download has not settled: no wait
+    threading.Timer(0.05, dl.step).start()
+    with pytest.raises(DigestMismatch, match="blob does not match its digest"):
+        blob.check()
+    assert dl.done.is_set()
+    assert not store.has(DIGEST)
+    dl.thread.join()
+
+
+def test_an_abandoned_reader_that_read_every_byte_waits_for_a_verdict_only_so_long(store,
+                                                                                   monkeypatch):
+    monkeypatch.setattr(follow, "VERDICT", 0.1)
+    ing = store.ingest(DIGEST, len(BLOB), "blob")
+    assert ing is not None
+    dl = Download(store, [lambda: ing.write(BLOB), ing.commit])
+    blob = FollowedBlob(store, LAYER, "reg", dl.settled)
+    dl.step()
+    assert read(blob, len(BLOB)) == BLOB
+    blob.abandon()
+    t = time.monotonic()
+    blob.check()                      # the download never commits: no verdict, no error
+    assert time.monotonic() - t < 5
     assert not dl.done.is_set()
     dl.step()
     dl.thread.join()
+    blob.check()                      # now it has one, and it is good
