@@ -70,7 +70,8 @@ class RegistryImage(SourceBase):
         for i, layer in enumerate(image.layers):
             last = i == n - 1
             if self._pull.streams(layer):
-                # Read as it downloads; what is read is checked on its own.
+                # Read as it downloads: its check is the download's verdict,
+                # and the diff_id covers what was read (registry.follow).
                 followed = FollowedBlob(self.store, layer, self.name,
                                         lambda timeout, layer=layer:
                                         self._pull.settled(layer, timeout))
