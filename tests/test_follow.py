@@ -110,7 +110,7 @@ def test_bytes_are_read_as_they_are_written_and_the_check_passes(store):
 
 def one_file_tar(data: bytes) -> bytes:
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+    with tarfile.open(fileobj=buf, mode="w") as tf:
         info = tarfile.TarInfo("f")
         info.size = len(data)
         tf.addfile(info, io.BytesIO(data))
@@ -140,7 +140,7 @@ def test_bytes_read_before_the_file_started_over_fail_the_layer_on_its_diff_id(s
                   diff_id=digest, size=len(tar))
     ing = store.ingest(digest, len(tar), "blob")
     assert ing is not None
-    at = 1024 + 500                     # in the file's data, past the PAX and tar headers
+    at = len(tar) // 2                  # in the file's data: its header is 512 bytes
     ing.write(tar[:at] + bytes([tar[at] ^ 1]) + tar[at + 1:])
 
     def settled(timeout: float | None) -> bool:
@@ -271,9 +271,9 @@ def test_an_abandoned_reader_that_read_every_byte_waits_for_a_verdict_only_so_lo
     dl.step()
     assert read(blob, len(BLOB)) == BLOB
     blob.abandon()
-    t = time.monotonic()
-    blob.check()                      # the download never commits: no verdict, no error
-    assert time.monotonic() - t < 5
+    # The download never commits: no verdict, no error.  (Waiting for one
+    # would have Download.settled fail the test at its deadline.)
+    blob.check()
     assert not dl.done.is_set()
     dl.step()
     dl.thread.join()
