@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .blobs import HashedBlob, Stream
-from .compression import decompressed
+from .compression import PIECE, decompressed
 from .digests import check_diff_id
 from .errors import SourceError
 from .ext4._writer import ffi, lib
@@ -26,7 +26,7 @@ from .hashing import LayerDigests
 from .prefetch import Prefetch
 from .tree import NO_XATTRS, PLAIN
 
-CHUNK = 1 << 20
+READ = 1 << 20      # bytes of the blob read at a time
 _NO_RDEV = (0, 0)
 _ENTRY = TAR_ENTRY.struct  # field by field as C lays it out (checked at import)
 ENTRY_SIZE = _ENTRY.size
@@ -178,11 +178,11 @@ def _decode(raw: bytes, strings: bytes) -> Iterator[TarEntry]:
 
 
 def layer_pieces(stream: Stream, name: str, stats: LayerStats,
-                 chunk: int = CHUNK) -> Iterator[bytes]:
+                 chunk: int = PIECE) -> Iterator[bytes]:
     """A (possibly compressed) tar stream as decompressed pieces of at most
     `chunk` bytes; `stats` counts the bytes read and names the compression.
     A HashedBlob's pieces are hashed (with the blob) as they are inflated."""
-    raw = io.BufferedReader(_Counting(stream, stats), CHUNK)
+    raw = io.BufferedReader(_Counting(stream, stats), READ)
     stats.compression, pieces = decompressed(raw, name, chunk)
     if not isinstance(stream, HashedBlob):
         return pieces
@@ -193,7 +193,7 @@ def layer_pieces(stream: Stream, name: str, stats: LayerStats,
 
 
 def read_entries(stream: Stream | None, name: str, writer: Ext4Writer,
-                 limits: Limits | None = None, chunk: int = CHUNK,
+                 limits: Limits | None = None, chunk: int = PIECE,
                  diff_id: str | None = None, stats: LayerStats | None = None,
                  budget: Budget | None = None,
                  pieces: Iterator[bytes] | None = None,
@@ -210,7 +210,7 @@ def read_entries(stream: Stream | None, name: str, writer: Ext4Writer,
 
 
 def read_batches(stream: Stream | None, name: str, writer: Ext4Writer,
-                 limits: Limits | None = None, chunk: int = CHUNK,
+                 limits: Limits | None = None, chunk: int = PIECE,
                  diff_id: str | None = None, stats: LayerStats | None = None,
                  budget: Budget | None = None,
                  pieces: Iterator[bytes] | None = None,

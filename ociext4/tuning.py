@@ -11,7 +11,7 @@ _M_MMAP_THRESHOLD, _M_TRIM_THRESHOLD, _M_ARENA_MAX = -3, -1, -8
 
 
 def tune_allocator() -> None:
-    """Layers arrive as pieces of up to 1 MiB.  By default glibc maps and
+    """Layers arrive as pieces of up to 2 MiB.  By default glibc maps and
     unmaps each one, so every piece faults in freshly zeroed pages: about a
     tenth of an unpack's CPU time.  Keeping them in the heap costs ~20 MB
     per arena.  Pieces are made on one thread and freed on another; with an
