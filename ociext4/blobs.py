@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from .compression import PIECE, STREAM_PIECE
 from .digests import check_bytes
 from .errors import SourceError
 from .hashing import LayerDigests
@@ -96,6 +97,12 @@ class LayerBlob:
     check: Callable[[], None] | None = None
     on_close: Callable[[], None] | None = None
     on_abandon: Callable[[], None] | None = None
+
+    @property
+    def piece(self) -> int:
+        """Bytes of tar a piece of this layer holds at most: fewer for a
+        stream that may wait for its bytes (compression.STREAM_PIECE)."""
+        return STREAM_PIECE if self.on_abandon is not None else PIECE
 
     def abandon(self) -> None:
         if self.on_abandon is not None:

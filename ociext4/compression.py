@@ -17,6 +17,10 @@ BZIP2_MAGIC = b"BZh"
 # 2 MiB against 1 MiB: opamlike's unpack 0.14-0.36 s faster (three sets of
 # interleaved runs on tmpfs, bench/README.md) for 11-18 MiB more peak RSS.
 PIECE = 2 << 20
+# The same for a stream that may wait for its bytes (a layer read as it
+# downloads): a piece is handed on only once whole, so an error in a
+# layer's first bytes would wait for the download to bring the rest.
+STREAM_PIECE = 1 << 20
 
 
 def sniff(head: bytes) -> str:

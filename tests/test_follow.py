@@ -278,3 +278,16 @@ def test_an_abandoned_reader_that_read_every_byte_waits_for_a_verdict_only_so_lo
     dl.step()
     dl.thread.join()
     blob.check()                      # now it has one, and it is good
+
+
+def test_a_layer_that_may_wait_for_its_bytes_is_inflated_in_smaller_pieces(store):
+    """A piece is handed on only once whole: a followed layer's pieces are
+    small, so an error in its first bytes does not wait for the download
+    to bring more (tests/registry/test_registry_stream.py runs it whole)."""
+    from ociext4.compression import PIECE, STREAM_PIECE
+
+    followed = FollowedBlob(store, LAYER, "reg", lambda timeout: True)
+    assert LayerBlob(LAYER, followed, followed.check, followed.close,
+                     followed.abandon).piece == STREAM_PIECE
+    assert LayerBlob(LAYER, io.BytesIO(BLOB)).piece == PIECE
+    assert STREAM_PIECE < PIECE

@@ -58,7 +58,7 @@ def _flatten(image: Image, blobs: Iterator[LayerBlob], root: str,
             return None
         st = LayerStats(blob.layer.digest or blob.layer.member)
         try:
-            return (blob, st), layer_pieces(blob.stream, name_of(blob.layer), st)
+            return (blob, st), layer_pieces(blob.stream, name_of(blob.layer), st, blob.piece)
         except BaseException:
             blob.close()
             raise
