@@ -14,8 +14,8 @@ XZ_MAGIC = b"\xfd7zXZ"
 BZIP2_MAGIC = b"BZh"
 # Bytes of tar a piece holds at most.  Each piece costs a few hand-overs
 # between threads and a call into C for its tar entries, whatever its size;
-# 2 MiB against 1 MiB: opamlike's unpack 0.14-0.36 s faster (three sets of
-# interleaved runs on tmpfs, bench/README.md) for 11-18 MiB more peak RSS.
+# 2 MiB against 1 MiB: opamlike's unpack 0.14-0.36 s faster (four sets of
+# interleaved runs on tmpfs, bench/README.md) for 6-18 MiB more peak RSS.
 PIECE = 2 << 20
 # The same for a stream that may wait for its bytes (a layer read as it
 # downloads): a piece is handed on only once whole, so an error in a
