@@ -104,10 +104,9 @@ def apply_batch(raw: bytes, strings: bytes, placer: Placer, tree: Tree, writer: 
     together) and makes their records (layers.runs): a run is put in one
     step (Placer.put_run).  Every other member goes through entry_node()."""
     segments, names, recs = runs(raw, strings, _PLAIN_SECONDS, WHITEOUT)
-    size, view = ENTRY_SIZE, memoryview(raw)
+    size, step, view = ENTRY_SIZE, PLAIN.size, memoryview(raw)
     for run, first, count, dir_len, dir_off, names_off, names_len, recs_off in segments:
         if run:
-            step = PLAIN.size
             end = recs_off + count * step
             placer.put_run(strings[dir_off:dir_off + dir_len].split(b"/"),
                            names[names_off:names_off + names_len].split(b"\0"),
