@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import random
 import struct
 
 import pytest
@@ -24,6 +25,55 @@ def test_sniffed_stream_decompresses_to_the_payload(data, kind):
     found, pieces = decompressed(io.BufferedReader(io.BytesIO(data)), "x")
     assert found == kind
     assert b"".join(pieces) == PAYLOAD
+
+
+class _CountedTakes(io.BufferedReader):
+    takes = 0
+
+    def readinto1(self, b) -> int:
+        self.takes += 1
+        return super().readinto1(b)
+
+
+@pytest.mark.parametrize("take", [512 << 10, 4 << 20])
+def test_a_gzip_stream_is_taken_in_reads_of_the_size_asked(take):
+    """Each take is a return to Python on the inflating thread, which must
+    then get the GIL back: large takes, few returns."""
+    payload = random.Random(7).randbytes(12 << 20)      # incompressible: 12 MiB stored
+    data = gzip.compress(payload, compresslevel=1)
+    raw = _CountedTakes(io.BytesIO(data), 1 << 20)
+    _, pieces = decompressed(raw, "x", gzip_read=take)
+    assert b"".join(pieces) == payload
+    assert len(data) // take <= raw.takes <= len(data) // take + 3
+
+
+class _Stalls(io.RawIOBase):
+    """64 KiB a read, and after `available` bytes a download that stalls."""
+
+    def __init__(self, data: bytes, available: int) -> None:
+        super().__init__()
+        self._data, self._pos, self._available = data, 0, available
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        if self._pos >= self._available:
+            raise AssertionError("read past the bytes there are yet: it would wait")
+        n = min(len(b), 64 << 10, self._available - self._pos)
+        b[:n] = self._data[self._pos:self._pos + n]
+        self._pos += n
+        return n
+
+
+def test_a_gzip_take_waits_only_for_the_bytes_there_are():
+    """A layer read as it downloads: its first piece inflates from the bytes
+    already there, though they are fewer than a take."""
+    payload = b"".join(b"line %d\n" % i for i in range(400_000))
+    data = gzip.compress(payload)
+    raw = io.BufferedReader(_Stalls(data, 256 << 10), 1 << 20)
+    _, pieces = decompressed(raw, "x", piece=64 << 10, gzip_read=4 << 20)
+    assert next(pieces) == payload[:64 << 10]
 
 
 def test_multi_member_gzip_reads_every_member():
