@@ -22,12 +22,16 @@ PIECE = 2 << 20
 # downloads): a piece is handed on only once whole, so an error in a
 # layer's first bytes would wait for the download to bring the rest.
 STREAM_PIECE = 1 << 20
-# Bytes of a gzip blob the inflating thread takes at a time.  Each take is a
-# return from ISA-L to Python, and the thread must get the GIL back for it:
-# while another thread runs Python (the tree), that waits.  ISA-L's own
-# 512 KiB meant ~1500 such returns on opamlike; 4 MiB, ~190 (and ~7 MiB
-# more peak RSS: one buffer for the layer applied, one for the next).
+# Bytes of a gzip blob the inflating thread takes at a time, at most.  Each
+# take is a return from ISA-L to Python, and the thread must get the GIL
+# back for it: while another thread runs Python (the tree), that waits.
+# ISA-L's own 512 KiB meant ~1500 such returns on opamlike; 4 MiB, ~190
+# (and ~7 MiB more peak RSS: a buffer for the layer applied, one for the
+# next).
 GZIP_READ = 4 << 20
+# A take of a stream that waits for its bytes (a layer read as it
+# downloads, a pipe) waits for no more than this, ISA-L's own take.
+GZIP_TAKE_WAITS = 512 << 10
 
 
 def sniff(head: bytes) -> str:
@@ -59,30 +63,36 @@ def decompressed(raw: io.BufferedReader, name: str, piece: int = PIECE,
     return kind, iter(lambda: raw.read(piece), b"")
 
 
-class _Available(io.RawIOBase):
-    """A buffered stream read for what it has: each read is at most one
-    read of the stream beneath, so a large take of a stream that waits for
-    its bytes (a layer read as it downloads) waits only for the first of
-    them, where io.BufferedReader would wait until the take was full."""
+class _Takes(io.RawIOBase):
+    """A buffered stream read in takes that end once they hold `least`
+    bytes: a file's are what was asked, but one of a stream that waits for
+    its bytes waits for no more than `least` (io.BufferedReader would wait
+    until the take was full)."""
 
-    def __init__(self, raw: io.BufferedReader) -> None:
+    def __init__(self, raw: io.BufferedReader, least: int) -> None:
         super().__init__()
-        self._raw = raw
+        self._raw, self._least = raw, least
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b: Any) -> int:
-        return self._raw.readinto1(b)
+        view = memoryview(b).cast("B")
+        want = min(len(view), self._least)
+        got = 0
+        while got < want and (n := self._raw.readinto1(view[got:])):
+            got += n
+        return got
 
 
 def _gzip(raw: io.BufferedReader, name: str, piece: int, read: int) -> Iterator[bytes]:
     # ISA-L's own C reader: it inflates 2-4x faster than zlib, reads every
     # member (eStargz, pigz -i) and skips the zero padding tar may add.
-    # igzip.open() wraps it just so, with no say in how much it takes.
+    # igzip.open() wraps it just so (isal_zlib's since isal 1.6), with no
+    # say in how much it takes.
     from isal import isal_zlib
 
-    reader = io.BufferedReader(isal_zlib._GzipReader(_Available(raw), read))
+    reader = io.BufferedReader(isal_zlib._GzipReader(_Takes(raw, GZIP_TAKE_WAITS), read))
     try:
         while out := reader.read(piece):
             yield out

@@ -10,7 +10,7 @@ import struct
 import pytest
 import zstandard
 
-from ociext4.compression import decompressed, sniff
+from ociext4.compression import GZIP_TAKE_WAITS, decompressed, sniff
 from ociext4.errors import SourceError
 
 PAYLOAD = b"hello tar" * 1000
@@ -58,6 +58,8 @@ class _Stalls(io.RawIOBase):
         return True
 
     def readinto(self, b) -> int:
+        if self._pos == len(self._data):
+            return 0
         if self._pos >= self._available:
             raise AssertionError("read past the bytes there are yet: it would wait")
         n = min(len(b), 64 << 10, self._available - self._pos)
@@ -66,14 +68,38 @@ class _Stalls(io.RawIOBase):
         return n
 
 
-def test_a_gzip_take_waits_only_for_the_bytes_there_are():
+def test_a_gzip_take_of_a_stream_that_waits_waits_for_no_more_than_isal_did():
     """A layer read as it downloads: its first piece inflates from the bytes
-    already there, though they are fewer than a take."""
-    payload = b"".join(b"line %d\n" % i for i in range(400_000))
+    already there, though they are fewer than a take, as long as they are
+    as many as ISA-L's own reader took (GZIP_TAKE_WAITS)."""
+    payload = b"".join(b"line %d\n" % i for i in range(2_000_000))
     data = gzip.compress(payload)
-    raw = io.BufferedReader(_Stalls(data, 256 << 10), 1 << 20)
+    assert len(data) > 2 * GZIP_TAKE_WAITS
+    raw = io.BufferedReader(_Stalls(data, GZIP_TAKE_WAITS + (64 << 10)), 1 << 20)
     _, pieces = decompressed(raw, "x", piece=64 << 10, gzip_read=4 << 20)
     assert next(pieces) == payload[:64 << 10]
+
+
+def test_a_gzip_take_of_a_pipe_gathers_as_much_as_isal_took(monkeypatch):
+    """A pipe hands over 64 KiB a read: a take gathers GZIP_TAKE_WAITS of
+    them, so the inflating thread does not come back to Python for each."""
+    from ociext4 import compression
+
+    takes = []
+    take = compression._Takes.readinto
+
+    def counted(self, b):
+        takes.append(take(self, b))
+        return takes[-1]
+
+    monkeypatch.setattr(compression._Takes, "readinto", counted)
+    payload = random.Random(3).randbytes(4 << 20)
+    data = gzip.compress(payload, compresslevel=1)
+    raw = io.BufferedReader(_Stalls(data, len(data)), 1 << 20)
+    _, pieces = decompressed(raw, "x", gzip_read=4 << 20)
+    assert b"".join(pieces) == payload
+    assert all(n >= GZIP_TAKE_WAITS for n in takes[1:-2])
+    assert len(takes) <= len(data) // GZIP_TAKE_WAITS + 3
 
 
 def test_multi_member_gzip_reads_every_member():
