@@ -88,11 +88,13 @@ class _Takes(io.RawIOBase):
 def _gzip(raw: io.BufferedReader, name: str, piece: int, read: int) -> Iterator[bytes]:
     # ISA-L's own C reader: it inflates 2-4x faster than zlib, reads every
     # member (eStargz, pigz -i) and skips the zero padding tar may add.
-    # igzip.open() wraps it just so (isal_zlib's since isal 1.6), with no
-    # say in how much it takes.
-    from isal import isal_zlib
+    # igzip.open() wraps it just so, with no say in how much it takes.  It
+    # is a private name (isal_zlib's since isal 1.6): without it, that.
+    from isal import igzip, isal_zlib
 
-    reader = io.BufferedReader(isal_zlib._GzipReader(_Takes(raw, GZIP_TAKE_WAITS), read))
+    reader_type = getattr(isal_zlib, "_GzipReader", None)
+    reader = (igzip.open(raw, "rb") if reader_type is None else
+              io.BufferedReader(reader_type(_Takes(raw, GZIP_TAKE_WAITS), read)))
     try:
         while out := reader.read(piece):
             yield out

@@ -102,6 +102,20 @@ def test_a_gzip_take_of_a_pipe_gathers_as_much_as_isal_took(monkeypatch):
     assert len(takes) <= len(data) // GZIP_TAKE_WAITS + 3
 
 
+def test_gzip_still_inflates_with_an_isal_that_lacks_its_private_reader(monkeypatch):
+    """The reader whose takes are set is a private name of isal's: an isal
+    without it falls back on igzip.open(), whose takes are its own."""
+    from isal import isal_zlib
+
+    monkeypatch.delattr(isal_zlib, "_GzipReader")
+    payload = random.Random(5).randbytes(3 << 20)
+    data = gzip.compress(payload, compresslevel=1) + gzip.compress(b"tail")
+    raw = _CountedTakes(io.BytesIO(data), 1 << 20)
+    _, pieces = decompressed(raw, "x", gzip_read=4 << 20)
+    assert b"".join(pieces) == payload + b"tail"
+    assert raw.takes == 0           # not read through _Takes
+
+
 def test_multi_member_gzip_reads_every_member():
     data = gzip.compress(b"a" * 10) + gzip.compress(b"b" * 10)
     _, pieces = decompressed(io.BufferedReader(io.BytesIO(data)), "x")
