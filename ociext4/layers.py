@@ -26,7 +26,9 @@ from .hashing import LayerDigests
 from .prefetch import Prefetch
 from .tree import NO_XATTRS, PLAIN
 
-READ = 1 << 20      # bytes of the blob read at a time
+# The blob's read buffer: it holds what sniff() peeks at.  Larger reads go
+# past it (a piece of a plain or zstd layer, a gzip take: see compression).
+READ = 1 << 20
 _NO_RDEV = (0, 0)
 _ENTRY = TAR_ENTRY.struct  # field by field as C lays it out (checked at import)
 ENTRY_SIZE = _ENTRY.size
