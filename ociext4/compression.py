@@ -26,8 +26,8 @@ STREAM_PIECE = 1 << 20
 # take is a return from ISA-L to Python, and the thread must get the GIL
 # back for it: while another thread runs Python (the tree), that waits.
 # ISA-L's own 512 KiB meant ~1500 such returns on opamlike; 4 MiB, ~190
-# (and ~7 MiB more peak RSS: a buffer for the layer applied, one for the
-# next).
+# (and 3-6 MiB more peak RSS, measured: a buffer for the layer applied, one
+# for the next).
 GZIP_READ = 4 << 20
 # A take of a stream that waits for its bytes (a layer read as it
 # downloads, a pipe) waits for no more than this, ISA-L's own take.
