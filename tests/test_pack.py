@@ -11,6 +11,7 @@ lost+found of the image's own.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import struct
 from array import array
@@ -269,3 +270,32 @@ def test_pack_entries_refuses_what_would_write_outside_its_arrays_or_is_not_a_pl
     assert _pack_entries([R], b"\0" * len(rec)) == (-1, errno.EINVAL)          # not a file
     assert _pack_entries([R], rec, lens=[256]) == (-1, errno.EINVAL)
     assert _pack_entries([lib.OE_PACK_NEXT, 3, 7], b"") == (4, 0)  # 3 is the next free; 7 not
+
+
+def _full_collections() -> int:
+    return gc.get_stats()[-1]["collections"]
+
+
+def _tree_of(files: int) -> Inode:
+    root = new_dir()
+    assert root.children is not None
+    sub = root.children[b"d"] = new_dir()
+    sub.names = 1
+    assert sub.children is not None
+    record = plain_record(0o644, 0, 0, 5, 0, 0, None)
+    sub.children.update((b"%d" % i, record) for i in range(files))
+    return root
+
+
+def test_only_a_large_tree_is_packed_with_full_collections_of_the_process():
+    was = gc.isenabled()
+    gc.disable()       # no collection of the collector's own in between
+    try:
+        before = _full_collections()
+        pack.pack_tree(_tree_of(10), 0)
+        assert _full_collections() == before
+        pack.pack_tree(_tree_of(pack._COLLECT_FROM - 3), 0)   # root, lost+found, d
+        assert _full_collections() == before + 2
+    finally:
+        if was:
+            gc.enable()

@@ -71,18 +71,26 @@ class Packed:
 
 
 _TRIM_EVERY = 1 << 16     # records packed between two trims (6 MiB of records)
+# Trees of fewer records are packed without a full collection.  It scans
+# the whole process, not the tree: through the API, in a process of a
+# million objects of the caller's, two of them cost more than a small tree
+# takes to pack (in the test suite ~60 ms, for trees of a few records), and
+# they give back little (a tree this size fills a few arenas).
+_COLLECT_FROM = 1 << 16
 
 
-def _give_back() -> None:
+def _give_back(collect: bool) -> None:
     """Returns freed memory to the system, so that what the packing frees
-    makes room for what it packs.  A full collection also empties CPython's
-    free lists (tuples, lists, dicts, floats), whose few thousand blocks,
-    scattered over the arenas the layers filled, would keep each arena
-    alive (at 1M entries ~150 MB more is given back; the collection takes
-    ~0.2 s).  malloc_trim hands back the heap's free pages, which the
-    allocator tuning (ociext4.tuning) otherwise keeps for the next piece:
-    there is none once the layers are read."""
-    gc.collect()
+    makes room for what it packs.  A full collection (`collect`) also
+    empties CPython's free lists (tuples, lists, dicts, floats), whose few
+    thousand blocks, scattered over the arenas the layers filled, would
+    keep each arena alive (at 1M entries 267 MB peak RSS with it, 333 MB
+    without; the collection takes ~0.2 s).  malloc_trim hands back the
+    heap's free pages, which the allocator tuning (ociext4.tuning)
+    otherwise keeps for the next piece: there is none once the layers are
+    read."""
+    if collect:
+        gc.collect()
     trim_heap()
 
 
@@ -226,8 +234,11 @@ def pack_tree(root: Inode, timestamp: int) -> Packed:
     lost_found = root.children[LOST_FOUND]
     if type(lost_found) is bytes:   # a plain file of that name: met by identity below
         lost_found = root.children[LOST_FOUND] = plain_inode(lost_found, 1)
-    _give_back()
+    # Numbered first, so that the tree's size decides on the collection:
+    # the numbering keeps only the directories and hard links.
     numbering = _number(root, lost_found)
+    collect = numbering.count >= _COLLECT_FROM
+    _give_back(collect)
     packer = _Packer(numbering, lost_found)
     packer.pack(0, root, 0)
     packer.next = 1
@@ -260,7 +271,7 @@ def pack_tree(root: Inode, timestamp: int) -> Packed:
                     blob if packer.blob_next == len(blob) else memoryview(blob)[:packer.blob_next],
                     packer.next, packer.dirs, _records_digest(packer.inodes, packer.next))
     del numbering, packer, entries
-    _give_back()
+    _give_back(collect)
     return packed
 
 
