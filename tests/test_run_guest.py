@@ -7,7 +7,6 @@ network test is 127.0.0.1."""
 
 from __future__ import annotations
 
-import hashlib
 import http.server
 import socket
 import subprocess
@@ -20,13 +19,10 @@ from pathlib import Path
 import pytest
 from cli_helpers import OCIEXT4, ociext4
 from runimages import bin_only_layout
+from support.fscheck import file_sha256
 
 # The boot tests' fixtures (images built once per session) live with them.
 from test_vm_run import TCG, bb_img, bb_layout, private_cache, run  # noqa: F401
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +44,7 @@ def free_port() -> int:
 
 def test_an_image_of_only_bin_gets_dev_proc_tmp_and_etc_files_in_the_throwaway_layer(
         bin_only_img):
-    before = sha256(bin_only_img)
+    before = file_sha256(bin_only_img)
     p = run(*TCG, "-h", "box", "-w", "/srv/app", bin_only_img, "--", "sh", "-c",
             "echo x > /dev/null && test -c /dev/null && ls /proc/self/fd >/dev/null && "
             "echo t > /tmp/t && cat /tmp/t && test -d /dev/pts && test -d /dev/shm && "
@@ -58,7 +54,7 @@ def test_an_image_of_only_bin_gets_dev_proc_tmp_and_etc_files_in_the_throwaway_l
     lines = p.stdout.splitlines()
     assert lines[:5] == ["t", "/srv/app", "box", "2", "10.0.2.15\tbox"]
     assert lines[5] == "nameserver 10.0.2.3"
-    assert sha256(bin_only_img) == before
+    assert file_sha256(bin_only_img) == before
 
 
 # ------------------------------------------------------------ network

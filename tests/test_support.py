@@ -348,6 +348,7 @@ def test_sparse_hashing_equals_hashing_every_byte(
             f.write(c)
     expected = hashlib.sha256(path.read_bytes()).hexdigest()
     assert snapshot(path.parent)["f"].sha256 == expected
+    assert fscheck.file_sha256(path) == expected
 
 
 def test_snapshot_of_20k_entries_takes_seconds_not_minutes(

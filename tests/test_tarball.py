@@ -14,6 +14,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ociext4.ext4._writer import ffi, lib
+from support.fscheck import file_sha256
 from test_layers import _archive, members
 
 from ociext4.errors import SourceError
@@ -87,7 +88,7 @@ def _made(path: Path, archive: bytes, fast: bool) -> tuple[object, ...]:
             return ("error", str(e).removeprefix("t: "))
         shape = _shape(root)
         w.commit(root)
-    return ("image", shape, path.read_bytes())
+    return ("image", shape, file_sha256(path))
 
 
 @settings(deadline=None, max_examples=60)

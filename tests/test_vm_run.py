@@ -7,7 +7,6 @@ several behaviours of one run rather than booting per assertion."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -20,7 +19,7 @@ import pytest
 from cli_helpers import OCIEXT4, ociext4
 from ocilayouts import make_docker_archive
 from runimages import BUSYBOX_CONFIG, busybox_layers, busybox_layout, minbase_layout
-from support.fscheck import e2fsck_clean, mounted, snapshot
+from support.fscheck import e2fsck_clean, file_sha256, mounted, snapshot
 
 from ociext4.vm.kernel import find_kernel
 
@@ -69,10 +68,6 @@ def minbase_img(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return ociext4("run", *args, check=False)
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def copy_image(img: Path, dest: Path) -> Path:
@@ -192,12 +187,12 @@ def test_timeout_stops_the_vm_with_125(bb_img):
 
 
 def test_default_root_is_writable_and_its_writes_leave_the_image_unchanged(bb_img):
-    before = sha256(bb_img)
+    before = file_sha256(bb_img)
     p = run(*TCG, "-w", "/new/work dir", bb_img, "--", "sh", "-c",
             "echo new > /data/new && touch /root/x && mkdir -p /var/lib/foo && "
             "echo t > /tmp/t && cat /data/new /tmp/t && pwd")
     assert (p.returncode, p.stdout, p.stderr) == (0, "new\nt\n/new/work dir\n", "")
-    assert sha256(bb_img) == before
+    assert file_sha256(bb_img) == before
 
 
 def test_read_only_root_refuses_writes_but_has_its_tmpfs(bb_img):
@@ -209,11 +204,11 @@ def test_read_only_root_refuses_writes_but_has_its_tmpfs(bb_img):
 @pytest.mark.needs_root_loop
 def test_rw_keeps_the_guests_writes_in_a_clean_image(bb_img, tmp_path):
     img = copy_image(bb_img, tmp_path / "rw.img")
-    before = sha256(img)
+    before = file_sha256(img)
     p = run(*TCG, "--rw", img, "--", "sh", "-c",
             "echo written > /data/new && rm /data/empty && mkdir /made && echo ok")
     assert (p.returncode, p.stdout) == (0, "ok\n"), p.stderr
-    assert sha256(img) != before
+    assert file_sha256(img) != before
     e2fsck_clean(img)
     with mounted(img) as mnt:
         assert (mnt / "data/new").read_text() == "written\n"

@@ -33,6 +33,7 @@ __all__ = [
     "compare_snapshots",
     "e2fsck_clean",
     "e2fsck_problems",
+    "file_sha256",
     "mounted",
     "snapshot",
     "snapshot_from_tar",
@@ -213,6 +214,17 @@ def _hash_fd(fd: int, size: int) -> str:
             h.update(chunk)
             pos += len(chunk)
     return h.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, an image say, without reading its holes: an image
+    of a few entries is 70 MB, nearly all of it holes, and reading it into
+    a fresh buffer took 0.06-0.3 s here (test_tarball read 120 of them)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return _hash_fd(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
 
 
 def _feed_zeros(h: Any, n: int) -> None:
