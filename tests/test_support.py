@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cli_helpers import dumpe2fs, ociext4
 from hypothesis import given
 from hypothesis import strategies as st
 from support import fscheck, trees
@@ -790,3 +791,14 @@ def test_assert_same_tree_runs_e2fsck_before_mounting(tmp_path: Path) -> None:
     )
     with pytest.raises(AssertionError, match="e2fsck"):
         fscheck.assert_same_tree(_expected_for_mke2fs(src), img)
+
+
+def test_the_inodes_an_image_uses_are_read_from_its_superblock_as_dumpe2fs_reads_them(
+    tmp_path: Path,
+) -> None:
+    src = make_tree(tmp_path / "src", [File(f"f{i}") for i in range(7)])
+    ociext4("mkfs", src, tmp_path / "out.img")
+    head = dumpe2fs(tmp_path / "out.img")
+    expected = int(head["Inode count"]) - int(head["Free inodes"])
+    with open(tmp_path / "out.img", "rb") as f:
+        assert fscheck._inodes_used(f.fileno()) == expected

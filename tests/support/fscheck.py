@@ -16,6 +16,7 @@ import errno
 import hashlib
 import os
 import stat
+import struct
 import subprocess
 import tarfile
 import tempfile
@@ -158,12 +159,74 @@ def mounted(img: Path) -> Iterator[Path]:
                 f"{proc.stdout.decode('utf-8', 'replace').strip()}"
             )
         try:
+            _warm(img, os.stat(mnt).st_dev)
             yield mnt
         finally:
             _unmount(mnt)
     finally:
         with contextlib.suppress(OSError):
             mnt.rmdir()
+
+
+# Images with fewer inodes in use are not read ahead (see _warm).
+_WARM_FROM_INODES = 16384
+
+
+def _inodes_used(fd: int) -> int:
+    """s_inodes_count less s_free_inodes_count, from the superblock."""
+    total, _, _, _, free = struct.unpack("<5I", os.pread(fd, 20, 1024))
+    return int(total - free)
+
+
+def _warm(img: Path, dev: int) -> None:
+    """Reads an image of many inodes through the mounted loop device, a MiB
+    at a time, so that the filesystem finds its directories in the
+    device's cache: otherwise each directory's first block is one request
+    to the loop device, and walking 70,000 directories took 15 s instead of
+    3.5 s.  Holes are skipped (a small image is 70 MB, nearly all holes).
+    An image of few inodes is left alone: its data, read here for nothing,
+    would be read again through its files (600 MB of one file, 9 s).  The
+    device is opened read-only through a node of our own."""
+    with open(img, "rb") as f:
+        if _inodes_used(f.fileno()) < _WARM_FROM_INODES:
+            return
+    node_dir = Path(tempfile.mkdtemp(prefix="ociext4-dev-"))
+    node = node_dir / "loop"
+    try:
+        os.mknod(node, stat.S_IFBLK | 0o400, dev)
+        src = os.open(img, os.O_RDONLY)
+        try:
+            blk = os.open(node, os.O_RDONLY)
+        finally:
+            segments = list(_data_segments(src))
+            os.close(src)
+        try:
+            buf = bytearray(_HASH_CHUNK)
+            for start, end in segments:
+                for pos in range(start, end, _HASH_CHUNK):
+                    os.preadv(blk, [memoryview(buf)[:min(_HASH_CHUNK, end - pos)]], pos)
+        finally:
+            os.close(blk)
+    finally:
+        with contextlib.suppress(OSError):
+            node.unlink()
+        node_dir.rmdir()
+
+
+def _data_segments(fd: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of each stretch of a file that is not a hole."""
+    size = os.fstat(fd).st_size
+    pos = 0
+    while pos < size:
+        try:
+            pos = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:
+                raise
+            return
+        end = min(os.lseek(fd, pos, os.SEEK_HOLE), size)
+        yield pos, end
+        pos = end
 
 
 def _unmount(mnt: Path) -> None:
