@@ -240,21 +240,23 @@ def pack_tree(root: Inode, timestamp: int) -> Packed:
     collect = numbering.count >= _COLLECT_FROM
     _give_back(collect)
     packer = _Packer(numbering, lost_found)
-    packer.pack(0, root, 0)
+    root_row = numbering.row(root)
+    packer.pack(0, root, 0, root_row)
     packer.next = 1
     if lost_found.kind == S_IFDIR:
-        packer.pack(1, lost_found, 0)
+        packer.pack(1, lost_found, 0, numbering.row(lost_found))
         packer.next = 2
     # The records in number order: each directory's new entries, the
-    # directories visited as _number visits them.
-    pending = [root]
+    # directories visited as _number visits them.  A directory goes with
+    # its row in the numbering, found once.
+    pending = [(root, root_row)]
     trim_at = _TRIM_EVERY
     entries = packer.entries
     while pending:
-        d = pending.pop()
+        d, row = pending.pop()
         children = d.children
         assert children is not None
-        pending.extend(reversed(entries(d, children)))
+        pending.extend(reversed(entries(row, children)))
         # Its entries are packed: letting go of them frees the files
         # among them, which no one else holds.  (Cleared, not replaced: a
         # new dict would be one more object keeping an arena alive.)
@@ -300,31 +302,32 @@ class _Packer:
         self.dirs = 0
         self.next = 0                    # records packed: the next one's number
 
-    def _keep_listing(self, d: Inode) -> tuple[int, int]:
-        """Keeps room for a directory's listing where writing it now would
-        put it; returns its first dirent and the row where it is kept."""
+    def _keep_listing(self, d: Inode, r: int) -> int:
+        """Keeps room for the listing of directory `d` (row `r`) where
+        writing it now would put it; returns its first dirent."""
         children = d.children
         assert children is not None
         numbering = self.numbering
-        r = numbering.row(d)
         first = numbering.dirent_at[r] = self.n_dirents
         numbering.name_at[r] = self.blob_next
         self.n_dirents += len(children)
         self.blob_next += sum(map(len, children))
-        return first, r
+        return first
 
-    def entries(self, d: Inode, children: dict[bytes, Node]) -> list[Inode]:
-        """Packs a directory's entries: their records, for those numbered
-        here (consecutive from its first new child), and its listing, where
-        its own record kept room for it.  Returns its subdirectories, in
-        name order."""
+    def entries(self, r: int, children: dict[bytes, Node]) -> list[tuple[Inode, int]]:
+        """Packs the entries of the directory in row `r`: their records, for
+        those numbered here (consecutive from its first new child), and its
+        listing, where its own record kept room for it.  Returns its
+        subdirectories, in name order, with their rows."""
         numbering = self.numbering
-        r = numbering.row(d)
         names = sorted(children)
         kids = [children[name] for name in names]
         at, di = numbering.first_child[r], numbering.numbers[r]
         dirent, name_off = numbering.dirent_at[r], numbering.name_at[r]
-        subdirs: list[Inode] = []
+        subdirs: list[tuple[Inode, int]] = []
+        if 0 < len(names) <= _CHUNK:     # nearly all: no copies of the lists
+            self.next = self._chunk(names, kids, at, di, dirent, name_off, subdirs)
+            return subdirs
         for start in range(0, len(names), _CHUNK):
             chunk = names[start:start + _CHUNK]
             at = self._chunk(chunk, kids[start:start + _CHUNK], at, di, dirent, name_off,
@@ -335,7 +338,7 @@ class _Packer:
         return subdirs
 
     def _chunk(self, names: list[bytes], kids: list[Node], at: int, di: int, dirent: int,
-               name_off: int, subdirs: list[Inode]) -> int:
+               name_off: int, subdirs: list[tuple[Inode, int]]) -> int:
         """Packs entries of directory `di` from its `dirent`th: the plain
         records and the listing in C (oe_pack_entries), the other records
         here, in number order, once C has numbered them.  Returns the next
@@ -350,14 +353,16 @@ class _Packer:
         except TypeError:
             others = [j for j in range(n) if type(kids[j]) is not bytes]
             plain = b"".join([k for k in kids if type(k) is bytes])
+        rows = {}
         for j in others:
             child = kids[j]
             if child.names == 1 and child.kind != S_IFDIR:    # plain
                 wanted[j] = lib.OE_PACK_NEXT
             else:
-                wanted[j] = numbering.numbers[numbering.row(child)]
+                r = rows[j] = numbering.row(child)
+                wanted[j] = numbering.numbers[r]
                 if child.kind == S_IFDIR:
-                    subdirs.append(child)
+                    subdirs.append((child, r))
         fresh = bytearray(n)
         lens = array("I", map(len, names))
         if max(lens) > 255:
@@ -371,7 +376,7 @@ class _Packer:
             raise ImageError(f"the tree changed while it was packed ({os.strerror(ffi.errno)})")
         for j in others:
             if fresh[j]:     # in number order, between the records C wrote
-                self.pack(wanted[j], kids[j], di)
+                self.pack(wanted[j], kids[j], di, rows.get(j, -1))
         return at
 
     def _append(self, data: bytes) -> int:
@@ -381,23 +386,24 @@ class _Packer:
         self.blob_next = at + len(data)
         return at
 
-    def pack(self, i: int, node: Inode, parent: int) -> None:
+    def pack(self, i: int, node: Inode, parent: int, r: int) -> None:
         """Packs an Inode's record as number `i` (the numbering's, checked
-        as a whole by the count of records packed)."""
+        as a whole by the count of records packed); `r` is its row in the
+        numbering, -1 for a plain inode, which has none."""
         kind = node.kind
         rare = node.has_rare
         size = ref_len = xattr_off = xattr_len = 0
         if kind == S_IFREG:
-            nlink = 1 if node.names == 1 else self.numbering.links[self.numbering.row(node)] or 1
+            nlink = 1 if r < 0 else self.numbering.links[r] or 1
             size, data = node.size_and_data
             ref = records.NO_FILE if data is None else data
         elif kind == S_IFDIR:
             self.dirs += 1
-            ref, r = self._keep_listing(node)
+            ref = self._keep_listing(node, r)
             ref_len = self.n_dirents - ref
             nlink = 2 + self.numbering.subdirs[r]
         else:
-            nlink = 1 if node.names == 1 else self.numbering.links[self.numbering.row(node)] or 1
+            nlink = 1 if r < 0 else self.numbering.links[r] or 1
             if kind == S_IFLNK:
                 ref, ref_len = self._append(node.target), len(node.target)
             else:   # devices: major << 32 | minor
