@@ -73,9 +73,9 @@ class Packed:
 _TRIM_EVERY = 1 << 16     # records packed between two trims (6 MiB of records)
 # Trees of fewer records are packed without a full collection.  It scans
 # the whole process, not the tree: through the API, in a process of a
-# million objects of the caller's, two of them cost more than a small tree
-# takes to pack (in the test suite ~60 ms, for trees of a few records), and
-# they give back little (a tree this size fills a few arenas).
+# million objects of the caller's, the two cost more than a small tree
+# takes to pack (in the test suite ~60 ms each, for trees of a few
+# records), and they give back little (a tree this size fills a few arenas).
 _COLLECT_FROM = 1 << 16
 
 
@@ -353,7 +353,7 @@ class _Packer:
         except TypeError:
             others = [j for j in range(n) if type(kids[j]) is not bytes]
             plain = b"".join([k for k in kids if type(k) is bytes])
-        rows = {}
+        rows: dict[int, int] = {}    # entry -> row, for the others that have one
         for j in others:
             child = kids[j]
             if child.names == 1 and child.kind != S_IFDIR:    # plain

@@ -198,7 +198,7 @@ def _warm(img: Path, dev: int) -> None:
         try:
             blk = os.open(node, os.O_RDONLY)
         finally:
-            segments = list(_data_segments(src))
+            segments = list(_data_segments(src, os.fstat(src).st_size))
             os.close(src)
         try:
             buf = bytearray(_HASH_CHUNK)
@@ -213,9 +213,9 @@ def _warm(img: Path, dev: int) -> None:
         node_dir.rmdir()
 
 
-def _data_segments(fd: int) -> Iterator[tuple[int, int]]:
-    """(start, end) of each stretch of a file that is not a hole."""
-    size = os.fstat(fd).st_size
+def _data_segments(fd: int, size: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of each stretch of a file's first `size` bytes that is
+    not a hole."""
     pos = 0
     while pos < size:
         try:
@@ -223,6 +223,8 @@ def _data_segments(fd: int) -> Iterator[tuple[int, int]]:
         except OSError as exc:
             if exc.errno != errno.ENXIO:
                 raise
+            return      # no data after pos: the rest is a hole
+        if pos >= size:
             return
         end = min(os.lseek(fd, pos, os.SEEK_HOLE), size)
         yield pos, end
@@ -247,35 +249,24 @@ def _unmount(mnt: Path) -> None:
 
 
 def _hash_fd(fd: int, size: int) -> str:
-    """sha256 of a file's content, feeding holes from a zero buffer.
+    """sha256 of a file's first `size` bytes, feeding holes from a zero
+    buffer.
 
     Skipping holes with SEEK_DATA/SEEK_HOLE saves reading gigabytes of zeros
     from sparse test files; the digest is the same as reading everything.
     """
     h = hashlib.sha256()
     pos = 0
-    while pos < size:
-        try:
-            data = os.lseek(fd, pos, os.SEEK_DATA)
-        except OSError as exc:
-            if exc.errno != errno.ENXIO:
-                raise
-            data = size  # no data after pos: the rest is a hole
-        data = min(data, size)
-        _feed_zeros(h, data - pos)
-        pos = data
-        if pos >= size:
-            break
-        try:
-            hole = min(os.lseek(fd, pos, os.SEEK_HOLE), size)
-        except OSError:
-            hole = size
-        while pos < hole:
-            chunk = os.pread(fd, min(_HASH_CHUNK, hole - pos), pos)
+    for start, end in _data_segments(fd, size):
+        _feed_zeros(h, start - pos)
+        pos = start
+        while pos < end:
+            chunk = os.pread(fd, min(_HASH_CHUNK, end - pos), pos)
             if not chunk:
                 raise OSError(errno.EIO, f"file shrank while hashing at {pos}")
             h.update(chunk)
             pos += len(chunk)
+    _feed_zeros(h, size - pos)
     return h.hexdigest()
 
 
