@@ -12,6 +12,7 @@ from ociext4_cli.units import parse_seconds, parse_size
 
 @pytest.mark.parametrize(("text", "value"), [
     ("4096", 4096), ("512M", 512 << 20), ("2G", 2 << 30), ("1.5GiB", 3 << 29), ("64k", 65536),
+    ("9" * 400, int("9" * 400)), ("0.5T", 1 << 39),
 ])
 def test_sizes_accept_binary_suffixes(text, value):
     assert parse_size(text) == value

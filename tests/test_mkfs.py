@@ -177,6 +177,20 @@ def test_size_too_small_for_the_data_fails_cleanly_and_leaves_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
 
 
+@pytest.mark.parametrize("size", ["17T", "16385G", "9" * 400])
+def test_a_size_above_16_tib_is_refused_in_one_line_before_anything_is_written(tmp_path,
+                                                                               size):
+    src = tmp_path / "src"
+    src.mkdir()
+    out = tmp_path / "out.img"
+    proc = ociext4("mkfs", src, out, "--size", size, check=False)
+    value = int(size) if size.isdigit() else int(size[:-1]) << {"T": 40, "G": 30}[size[-1]]
+    assert proc.returncode == 1
+    assert proc.stderr == (f"ociext4: error: {out}: size {value} is above 16 TiB, the "
+                           "largest image ociext4 makes\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
 def test_missing_source_is_a_one_line_error(tmp_path):
     proc = ociext4("mkfs", tmp_path / "nope", tmp_path / "out.img", check=False)
     assert proc.returncode == 1

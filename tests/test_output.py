@@ -36,8 +36,8 @@ def loop_device(tmp_path: Path) -> Iterator[Callable[[int], Path]]:
     a private block node for it in tmp_path; detaches them all at the end."""
     attached: list[str] = []
 
-    def make(size: int) -> Path:
-        backing = tmp_path / f"disk{len(attached)}"
+    def make(size: int, directory: Path | None = None) -> Path:
+        backing = (directory or tmp_path) / f"disk{len(attached)}"
         with open(backing, "wb") as f:
             f.truncate(size)
         dev = subprocess.run(["losetup", "-f", "--show", str(backing)], check=True,
@@ -143,6 +143,29 @@ def test_a_device_below_one_mebibyte_is_refused(loop_device):
     dev = loop_device(512 * 1024)
     with pytest.raises(ImageError, match=r"the device holds 524288 bytes, below 1 MiB"):
         Ext4Writer(dev)
+
+
+@pytest.fixture
+def tmpfs_dir(tmp_path: Path) -> Iterator[Path]:
+    """A private tmpfs, whose files may be larger than the 16 TiB an ext4
+    /tmp allows."""
+    where = tmp_path / "tmpfs"
+    where.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_a_device_above_16_tib_is_refused_unless_a_size_is_asked_for(loop_device, tmpfs_dir):
+    dev = loop_device(17 << 40, tmpfs_dir)
+    with pytest.raises(ImageError, match=rf"^{dev}: the device holds {17 << 40} bytes, above "
+                                         "16 TiB, the largest image ociext4 makes: ask for a "
+                                         "size$"):
+        Ext4Writer(dev)
+    with Ext4Writer(dev, Ext4Options(size=8 * MiB)) as w:
+        assert w.is_device
 
 
 def test_the_writer_says_whether_its_output_is_a_device(tmp_path, loop_device):

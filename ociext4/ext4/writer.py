@@ -68,6 +68,10 @@ class Ext4Writer:
         self.options = options or Ext4Options()
         if self.options.size is not None and self.options.size < 1 << 20:
             raise ImageError(f"{self.path}: size {self.options.size} is below 1 MiB")
+        for what, value in (("size", self.options.size), ("max_size", self.options.max_size)):
+            if value is not None and value > planning.MAX_BYTES:
+                raise ImageError(f"{self.path}: {what} {value} is above 16 TiB, the largest "
+                                 "image ociext4 makes")
         planning.check_timestamp(self.options.timestamp)
         self._out = Output(self.path)
         self._deferred: list[int] | None = None
@@ -117,6 +121,9 @@ class Ext4Writer:
         size = (size or device) // planning.BLOCK_SIZE * planning.BLOCK_SIZE
         if size < 1 << 20:
             raise ImageError(f"{self.path}: the device holds {device} bytes, below 1 MiB")
+        if size > planning.MAX_BYTES:
+            raise ImageError(f"{self.path}: the device holds {device} bytes, above 16 TiB, the "
+                             "largest image ociext4 makes: ask for a size")
         return size
 
     @property
