@@ -33,6 +33,7 @@ _NO_RDEV = (0, 0)
 _ENTRY = TAR_ENTRY.struct  # field by field as C lays it out (checked at import)
 ENTRY_SIZE = _ENTRY.size
 _SEG = TAR_SEG.struct
+_U64_MAX = (1 << 64) - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,8 +238,9 @@ def read_batches(stream: Stream | None, name: str, writer: Ext4Writer,
     if pieces is None:
         assert stream is not None
         pieces = layer_pieces(stream, name, stats, chunk)
+    # A bound past what C counts in is no bound: it is C's largest.
     tar = lib.oe_tar_new(writer.handle, ffi.new("oe_tar_limits *", {
-        "max_meta": limits.max_meta, "max_path": limits.max_path}))
+        "max_meta": min(limits.max_meta, _U64_MAX), "max_path": min(limits.max_path, _U64_MAX)}))
     if tar == ffi.NULL:
         raise MemoryError
     tar = ffi.gc(tar, lib.oe_tar_free)

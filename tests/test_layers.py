@@ -166,6 +166,15 @@ def test_limits_can_be_raised(tmp_path):
     assert len(e.name) == 5000
 
 
+def test_limits_past_what_c_counts_in_are_no_limits(tmp_path):
+    info = tarfile.TarInfo("a" * 5000)
+    archive = _archive([(info, b"")], tarfile.PAX_FORMAT)
+    huge = 10 ** 400
+    with Ext4Writer(tmp_path / "x.img") as w:
+        (e,) = read_entries(io.BytesIO(archive), "t", w, Limits(max_meta=huge, max_path=huge))
+    assert len(e.name) == 5000
+
+
 @pytest.mark.needs_root_loop
 @pytest.mark.parametrize("flags", [
     ["--format=gnu"],

@@ -177,6 +177,17 @@ def test_size_too_small_for_the_data_fails_cleanly_and_leaves_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
 
 
+def test_free_space_above_16_tib_is_refused_in_one_line(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    out = tmp_path / "out.img"
+    proc = ociext4("mkfs", src, out, "--free", "9" * 30, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr == (f"ociext4: error: {out}: free {'9' * 30} is above 16 TiB, the "
+                           "largest image ociext4 makes\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
 @pytest.mark.parametrize("size", ["17T", "16385G", "9" * 400])
 def test_a_size_above_16_tib_is_refused_in_one_line_before_anything_is_written(tmp_path,
                                                                                size):

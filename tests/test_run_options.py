@@ -72,7 +72,7 @@ def test_memory_has_a_floor_and_cpus_are_capped_at_the_hosts():
     assert parse_cpus("2", host_cpus=4) == (2, None)
     cpus, warning = parse_cpus("64", host_cpus=2)
     assert cpus == 2 and warning is not None and "has 2" in warning
-    for bad in ("0", "-1", "1.5", "x"):
+    for bad in ("0", "-1", "1.5", "x", "nan", "inf", "9" * 400):
         with pytest.raises(RunOptionError, match="--cpus"):
             parse_cpus(bad)
 

@@ -68,7 +68,8 @@ class Ext4Writer:
         self.options = options or Ext4Options()
         if self.options.size is not None and self.options.size < 1 << 20:
             raise ImageError(f"{self.path}: size {self.options.size} is below 1 MiB")
-        for what, value in (("size", self.options.size), ("max_size", self.options.max_size)):
+        for what, value in (("size", self.options.size), ("max_size", self.options.max_size),
+                            ("free", self.options.free)):
             if value is not None and value > planning.MAX_BYTES:
                 raise ImageError(f"{self.path}: {what} {value} is above 16 TiB, the largest "
                                  "image ociext4 makes")

@@ -4,6 +4,7 @@ that raise RunOptionError, shared by the command line and the API."""
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 from collections.abc import Iterable
@@ -35,7 +36,7 @@ def parse_cpus(text: str, host_cpus: int | None = None) -> tuple[int, str | None
         value = float(text)
     except ValueError:
         value = 0.0
-    if value <= 0 or value != int(value):
+    if not (math.isfinite(value) and value > 0 and value == int(value)):
         raise RunOptionError(f"--cpus {text}: expected a whole number of CPUs from 1")
     host = host_cpus or os.cpu_count() or 1
     if int(value) > host:
