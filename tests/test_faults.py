@@ -4,6 +4,7 @@ exists complete or not at all, and the next run succeeds with the same bytes."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import OCIEXT4, ociext4
 from ocilayouts import make_layout, member
-from support.fscheck import e2fsck_clean, file_sha256
+from support.fscheck import e2fsck_clean, file_sha256, tmpfs
 
 
 def _noise(n: int, seed: int) -> bytes:
@@ -48,19 +49,8 @@ def reference_20m(layout_20m: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture
 def small_tmpfs(tmp_path: Path, needs_root: None) -> Iterator[Callable[[int], Path]]:
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    mounted = []
-
-    def mount(size_bytes: int) -> Path:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs", str(mnt)],
-                       check=True)
-        mounted.append(mnt)
-        return mnt
-
-    yield mount
-    for m in mounted:
-        subprocess.run(["umount", str(m)], check=False)
+    with contextlib.ExitStack() as mounts:
+        yield lambda size_bytes: mounts.enter_context(tmpfs(tmp_path / "mnt", size_bytes))
 
 
 def _allocated(path: Path) -> int:

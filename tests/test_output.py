@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import dumpe2fs, ociext4
 from ocilayouts import make_layout, member
-from support.fscheck import compare_snapshots, e2fsck_clean, mounted, snapshot
+from support.fscheck import compare_snapshots, e2fsck_clean, mounted, snapshot, tmpfs
 
 from ociext4.errors import ImageError
 from ociext4.ext4 import Ext4Options, Ext4Writer
@@ -147,19 +147,12 @@ def test_a_device_below_one_mebibyte_is_refused(loop_device):
 
 @pytest.fixture
 def tmpfs_dir(tmp_path: Path) -> Iterator[Path]:
-    """A private tmpfs, whose files may be larger than the 16 TiB an ext4
-    /tmp allows."""
-    where = tmp_path / "tmpfs"
-    where.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(where)], check=True)
-    try:
+    with tmpfs(tmp_path / "tmpfs", 64 * MiB) as where:
         yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 def test_a_device_above_16_tib_is_refused_unless_a_size_is_asked_for(loop_device, tmpfs_dir):
-    dev = loop_device(17 << 40, tmpfs_dir)
+    dev = loop_device(17 << 40, tmpfs_dir)   # larger than an ext4 /tmp's files may be
     with pytest.raises(ImageError, match=rf"^{dev}: the device holds {17 << 40} bytes, above "
                                          "16 TiB, the largest image ociext4 makes: ask for a "
                                          "size$"):

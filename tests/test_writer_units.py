@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 from ociext4.ext4._writer import ffi, lib
-from support.fscheck import e2fsck_clean
+from support.fscheck import e2fsck_clean, tmpfs
 
 from ociext4.errors import ImageError
 from ociext4.ext4 import Ext4Writer
@@ -87,10 +87,7 @@ def test_an_error_that_is_no_system_call_carries_no_errno(tmp_path):
 
 
 def test_a_full_disk_reaches_python_as_an_image_error_with_errno(tmp_path, needs_root):
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], check=True)
-    try:
+    with tmpfs(tmp_path / "mnt", 1 << 20) as mnt:
         with Ext4Writer(mnt / "out.img") as writer:
             with pytest.raises(ImageError) as err:
                 writer.add_bytes(bytes(8 << 20))
@@ -103,8 +100,6 @@ def test_a_full_disk_reaches_python_as_an_image_error_with_errno(tmp_path, needs
             with pytest.raises(ImageError, match="No space left on device"):
                 writer.commit(new_dir())
         assert list(mnt.iterdir()) == []
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
 
 
 def test_commit_consumes_the_tree_so_it_and_the_records_are_not_held_at_once(tmp_path):

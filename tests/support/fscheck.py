@@ -38,6 +38,7 @@ __all__ = [
     "mounted",
     "snapshot",
     "snapshot_from_tar",
+    "tmpfs",
 ]
 
 _OUTPUT_LIMIT = 4096
@@ -187,19 +188,18 @@ def _warm(img: Path, dev: int) -> None:
     An image of few inodes is left alone: its data, read here for nothing,
     would be read again through its files (600 MB of one file, 9 s).  The
     device is opened read-only through a node of our own."""
-    with open(img, "rb") as f:
-        if _inodes_used(f.fileno()) < _WARM_FROM_INODES:
+    src = os.open(img, os.O_RDONLY)
+    try:
+        if _inodes_used(src) < _WARM_FROM_INODES:
             return
+        segments = list(_data_segments(src, os.fstat(src).st_size))
+    finally:
+        os.close(src)
     node_dir = Path(tempfile.mkdtemp(prefix="ociext4-dev-"))
     node = node_dir / "loop"
     try:
         os.mknod(node, stat.S_IFBLK | 0o400, dev)
-        src = os.open(img, os.O_RDONLY)
-        try:
-            blk = os.open(node, os.O_RDONLY)
-        finally:
-            segments = list(_data_segments(src, os.fstat(src).st_size))
-            os.close(src)
+        blk = os.open(node, os.O_RDONLY)
         try:
             buf = bytearray(_HASH_CHUNK)
             for start, end in segments:
@@ -229,6 +229,19 @@ def _data_segments(fd: int, size: int) -> Iterator[tuple[int, int]]:
         end = min(os.lseek(fd, pos, os.SEEK_HOLE), size)
         yield pos, end
         pos = end
+
+
+@contextlib.contextmanager
+def tmpfs(where: Path, size: int) -> Iterator[Path]:
+    """A private tmpfs of `size` bytes at `where` (made if missing): a disk
+    that fills up, or room for a file larger than an ext4 /tmp allows."""
+    where.mkdir(exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", os.fspath(where)],
+                   check=True)
+    try:
+        yield where
+    finally:
+        _unmount(where)
 
 
 def _unmount(mnt: Path) -> None:
