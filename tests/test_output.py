@@ -147,11 +147,12 @@ def test_a_device_below_one_mebibyte_is_refused(loop_device):
 
 @pytest.fixture
 def tmpfs_dir(tmp_path: Path) -> Iterator[Path]:
+    # Asked for before loop_device, so that the device over it is detached first.
     with tmpfs(tmp_path / "tmpfs", 64 * MiB) as where:
         yield where
 
 
-def test_a_device_above_16_tib_is_refused_unless_a_size_is_asked_for(loop_device, tmpfs_dir):
+def test_a_device_above_16_tib_is_refused_unless_a_size_is_asked_for(tmpfs_dir, loop_device):
     dev = loop_device(17 << 40, tmpfs_dir)   # larger than an ext4 /tmp's files may be
     with pytest.raises(ImageError, match=rf"^{dev}: the device holds {17 << 40} bytes, above "
                                          "16 TiB, the largest image ociext4 makes: ask for a "
