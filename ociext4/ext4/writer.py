@@ -60,6 +60,9 @@ class ImageInfo:
     verity_read_back: int = 0        # blocks the tree read back (written in part, or salt late)
 
 
+_TOO_LARGE = f"above {planning.MAX_BYTES >> 40} TiB, the largest image ociext4 makes"
+
+
 class Ext4Writer:
     """Write file data with `add_*`, then `commit(root)`; or `abort()`."""
 
@@ -71,8 +74,7 @@ class Ext4Writer:
         for what, value in (("size", self.options.size), ("max_size", self.options.max_size),
                             ("free", self.options.free)):
             if value is not None and value > planning.MAX_BYTES:
-                raise ImageError(f"{self.path}: {what} {value} is above 16 TiB, the largest "
-                                 "image ociext4 makes")
+                raise ImageError(f"{self.path}: {what} {value} is {_TOO_LARGE}")
         planning.check_timestamp(self.options.timestamp)
         self._out = Output(self.path)
         self._deferred: list[int] | None = None
@@ -123,8 +125,8 @@ class Ext4Writer:
         if size < 1 << 20:
             raise ImageError(f"{self.path}: the device holds {device} bytes, below 1 MiB")
         if size > planning.MAX_BYTES:
-            raise ImageError(f"{self.path}: the device holds {device} bytes, above 16 TiB, the "
-                             "largest image ociext4 makes: ask for a size")
+            raise ImageError(f"{self.path}: the device holds {device} bytes, {_TOO_LARGE}: "
+                             "ask for a size")
         return size
 
     @property
